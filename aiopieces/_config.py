@@ -1,0 +1,109 @@
+"""Configuration: timeouts, and where to find PiecesOS."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+
+import aiohttp
+import anyio
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DISCOVERY_PORTS",
+    "Timeout",
+    "discover_pieces_os",
+    "resolve_base_url",
+]
+
+logger = logging.getLogger("aiopieces")
+
+#: The base URL the seeds document, used when nothing else is found.
+DEFAULT_BASE_URL = "http://localhost:1000"
+#: The ports current PiecesOS releases listen on (the first free one).
+DISCOVERY_PORTS = range(39300, 39334)
+#: The environment variable that names the PiecesOS URL.
+URL_ENV_VAR = "PIECES_OS_URL"
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Timeouts in seconds (`None`: no limit) for connect, read, total and WebSocket idle.
+
+    A plain float given as `timeout=` sets connect and read. The defaults suit a local
+    daemon: a fast connect, and patient reads because loading a large model takes time.
+    """
+
+    connect: float | None = 5.0
+    read: float | None = 120.0
+    total: float | None = None
+    #: Longest silence allowed on a progress WebSocket before `PiecesTimeoutError`.
+    ws_idle: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "total", "ws_idle"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"timeout {name} must be positive or None, not {value!r}")
+
+    @classmethod
+    def coerce(cls, value: Timeout | float | None) -> Timeout:
+        """Turn what a user passed as `timeout=` into a `Timeout`."""
+        if isinstance(value, Timeout):
+            return value
+        if value is None:
+            return cls(connect=None, read=None)
+        return cls(connect=float(value), read=float(value))
+
+    def with_total(self, total: float | None) -> Timeout:
+        """This timeout with another total."""
+        return replace(self, total=total)
+
+    def to_aiohttp(self) -> aiohttp.ClientTimeout:
+        """The equivalent aiohttp timeout."""
+        return aiohttp.ClientTimeout(
+            total=self.total, sock_connect=self.connect, connect=self.connect, sock_read=self.read
+        )
+
+
+async def discover_pieces_os(
+    ports: range | list[int] = DISCOVERY_PORTS,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = 0.5,
+) -> str | None:
+    """Probe `/.well-known/health` on every port at once; the lowest that answers 200 wins."""
+    found: list[int] = []
+
+    async def probe(session: aiohttp.ClientSession, port: int) -> None:
+        try:
+            async with session.get(f"http://{host}:{port}/.well-known/health") as resp:
+                if resp.status == 200:
+                    found.append(port)
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            pass  # nothing there, or not PiecesOS
+
+    with anyio.move_on_after(timeout):
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+            async with anyio.create_task_group() as tg:
+                for port in ports:
+                    tg.start_soon(probe, session, port)
+    if not found:
+        return None
+    return f"http://{host}:{min(found)}"
+
+
+async def resolve_base_url(base_url: str | None) -> str:
+    """The URL to use: the one given, else `PIECES_OS_URL`, else discovery, else the default."""
+    if base_url:
+        chosen, how = base_url, "given"
+    elif os.environ.get(URL_ENV_VAR):
+        chosen, how = os.environ[URL_ENV_VAR], URL_ENV_VAR
+    else:
+        discovered = await discover_pieces_os()
+        chosen, how = (discovered, "discovered") if discovered else (DEFAULT_BASE_URL, "default")
+    logger.debug("using PiecesOS at %s (%s)", chosen, how)
+    return chosen.rstrip("/")

@@ -1,0 +1,3 @@
+"""The aiopieces version."""
+
+__version__ = "0.1.0"

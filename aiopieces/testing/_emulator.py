@@ -1,0 +1,385 @@
+"""A PiecesOS emulator: the 12 Model and Models endpoints, served by aiohttp.web.
+
+It keeps models as the JSON objects PiecesOS sends (so fields it does not know survive
+an update), runs downloads in the background and streams their progress to every
+subscriber of the progress WebSocket, and answers errors with `text/plain` bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from .._types import Model, ModelDeleteCacheInput, SeededModel
+from ._catalog import default_catalog, is_llm
+
+__all__ = ["PiecesOSEmulator", "serve_emulator"]
+
+logger = logging.getLogger("aiopieces.testing")
+
+_MODEL = msgspec.json.Decoder(Model)
+_SEEDED = msgspec.json.Decoder(SeededModel)
+_CACHE_INPUT = msgspec.json.Decoder(ModelDeleteCacheInput)
+_ENCODE = msgspec.json.encode
+_DECODE_ANY = msgspec.json.Decoder()
+
+#: The fields that make two models the same model: a create that matches an
+#: existing model on all of them returns that model instead of adding a duplicate.
+DUPLICATE_KEY_FIELDS = ("name", "version", "cloud", "unique")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _HTTPError(Exception):
+    """An error answer: a status and a text/plain body, as PiecesOS sends them."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+@dataclass
+class _Download:
+    task: asyncio.Task[None]
+    last_event: bytes | None = None
+
+
+@dataclass
+class _Faults:
+    fail_at: dict[str, float] = field(default_factory=dict)
+    hold_at: float | None = None
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class PiecesOSEmulator:
+    """A PiecesOS stand-in with state: catalog, downloads, loads, custom models.
+
+    `download_interval` is the pause between progress events (0 for tests, about 0.2
+    for a demo a person watches); `download_steps` is how many `IN-PROGRESS` events a
+    download sends; `latency` delays every HTTP answer.
+    """
+
+    def __init__(
+        self,
+        catalog: Iterable[dict[str, Any] | Model] | None = None,
+        *,
+        download_interval: float = 0.0,
+        download_steps: int = 10,
+        latency: float = 0.0,
+    ) -> None:
+        """Build an emulator with `catalog` (the built-in one when `None`)."""
+        if download_steps < 1:
+            raise ValueError("download_steps must be at least 1")
+        self.download_interval = download_interval
+        self.download_steps = download_steps
+        self.latency = latency
+        self.models: dict[str, dict[str, Any]] = {}
+        for item in default_catalog() if catalog is None else catalog:
+            self.add_model(item)
+        #: Every request received, as (method, raw path): what really reached the server.
+        self.requests: list[tuple[str, str]] = []
+        self._subscribers: dict[str, set[web.WebSocketResponse]] = {}
+        self._downloads: dict[str, _Download] = {}
+        self._faults = _Faults()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # -- controls for tests and demos ---------------------------------------------
+
+    def add_model(self, model: dict[str, Any] | Model) -> str:
+        """Add a model (a `Model` or its JSON object) to the catalog; returns its id."""
+        raw = msgspec.to_builtins(model) if isinstance(model, Model) else copy.deepcopy(model)
+        _MODEL.decode(_ENCODE(raw))  # refuse what a real PiecesOS would never send
+        self.models[raw["id"]] = raw
+        return str(raw["id"])
+
+    def model(self, model_id: str) -> Model:
+        """The current state of a model, decoded."""
+        return _MODEL.decode(_ENCODE(self.models[model_id]))
+
+    def fail_download(self, model_id: str, at_percentage: float = 50.0) -> None:
+        """Make the next download of `model_id` end `FAILED` once it reaches `at_percentage`."""
+        self._faults.fail_at[model_id] = at_percentage
+
+    def hold_downloads(self, at_percentage: float) -> None:
+        """Let downloads run up to `at_percentage`, then wait for `release_downloads()`."""
+        self._faults.hold_at = at_percentage
+        self._faults.released.clear()
+
+    def release_downloads(self) -> None:
+        """Let held downloads go on to the end."""
+        self._faults.hold_at = None
+        self._faults.released.set()
+
+    def subscriber_count(self, model_id: str) -> int:
+        """How many progress WebSockets are open for `model_id`."""
+        return len(self._subscribers.get(model_id, ()))
+
+    # -- serving -------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        """The aiohttp application; serve it yourself, or use `start()`."""
+        app = web.Application(middlewares=[self._middleware])
+        routes: list[tuple[str, str, Handler]] = [
+            ("GET", "/.well-known/health", self._health),
+            ("GET", "/models", self._list_models),
+            ("POST", "/models/create", self._create),
+            ("POST", "/models/unload", self._unload_all),
+            ("POST", "/models/{model}/delete", self._delete),
+            ("POST", "/models/{model}/delete/cache", self._delete_cache),
+            ("POST", "/model/update", self._update),
+            ("GET", "/model/{model}", self._get_model),
+            ("POST", "/model/{model}/download", self._download),
+            ("POST", "/model/{model}/download/cancel", self._cancel),
+            ("GET", "/model/{model}/download/progress", self._progress),
+            ("POST", "/model/{model}/load", self._load),
+            ("POST", "/model/{model}/unload", self._unload),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route(method, path, handler)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on `host:port` (0 picks a free port); returns the base URL."""
+        self._runner = web.AppRunner(self.make_app(), handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound_port = self._runner.addresses[0][1]
+        self.url = f"http://{host}:{bound_port}"
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop serving: end every download and close every WebSocket."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> PiecesOSEmulator:
+        if self._runner is None:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        for download in list(self._downloads.values()):
+            download.task.cancel()
+        for download in list(self._downloads.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await download.task
+        for subscribers in self._subscribers.values():
+            for ws in list(subscribers):
+                await ws.close()
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.requests.append((request.method, request.raw_path))
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        try:
+            return await handler(request)
+        except _HTTPError as exc:
+            return web.Response(status=exc.status, text=exc.text, content_type="text/plain")
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _find(self, request: web.Request, status: int = 500) -> dict[str, Any]:
+        model_id = request.match_info["model"]
+        model = self.models.get(model_id)
+        if model is None:
+            raise _HTTPError(status, f"model {model_id!r} was not found.")
+        return model
+
+    @staticmethod
+    def _json(obj: Any, status: int = 200) -> web.Response:
+        return web.Response(body=_ENCODE(obj), status=status, content_type="application/json")
+
+    @staticmethod
+    async def _body(request: web.Request, decoder: msgspec.json.Decoder[Any]) -> dict[str, Any]:
+        data = await request.read()
+        try:
+            decoder.decode(data)
+            raw = _DECODE_ANY.decode(data)
+        except msgspec.DecodeError as exc:
+            raise _HTTPError(400, f"invalid request body: {exc}") from None
+        return raw  # type: ignore[no-any-return]  # an object, as the typed decode proved
+
+    async def _broadcast(self, model_id: str, event: dict[str, Any]) -> None:
+        frame = _ENCODE(event)
+        download = self._downloads.get(model_id)
+        if download is not None:
+            download.last_event = frame
+        for ws in list(self._subscribers.get(model_id, ())):
+            try:
+                await ws.send_str(frame.decode())
+            except (ConnectionError, RuntimeError):
+                self._subscribers[model_id].discard(ws)
+
+    # -- downloads -----------------------------------------------------------------
+
+    async def _run_download(self, model_id: str) -> None:
+        model = self.models[model_id]
+        try:
+            await self._broadcast(model_id, {"status": "INITIALIZED", "percentage": 0})
+            fail_at = self._faults.fail_at.pop(model_id, None)
+            for step in range(1, self.download_steps + 1):
+                percentage = round(100 * step / self.download_steps, 2)
+                hold_at = self._faults.hold_at
+                if hold_at is not None and percentage > hold_at:
+                    await self._faults.released.wait()
+                if fail_at is not None and percentage >= fail_at:
+                    model["downloading"] = False
+                    model["downloaded"] = False
+                    await self._broadcast(model_id, {"status": "FAILED", "percentage": percentage})
+                    return
+                if step < self.download_steps:
+                    await self._broadcast(
+                        model_id, {"status": "IN-PROGRESS", "percentage": percentage}
+                    )
+                await asyncio.sleep(self.download_interval)
+            model["downloading"] = False
+            model["downloaded"] = True
+            await self._broadcast(model_id, {"status": "COMPLETED", "percentage": 100})
+        finally:
+            self._downloads.pop(model_id, None)
+
+    # -- handlers ------------------------------------------------------------------
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok", content_type="text/plain")
+
+    async def _list_models(self, request: web.Request) -> web.Response:
+        return self._json({"iterable": list(self.models.values())})
+
+    async def _get_model(self, request: web.Request) -> web.Response:
+        return self._json(self._find(request, status=410))
+
+    async def _download(self, request: web.Request) -> web.Response:
+        model = self._find(request)
+        if model["cloud"]:
+            raise _HTTPError(500, f"{model['name']} is a cloud model; it cannot be downloaded.")
+        model_id = model["id"]
+        if not model.get("downloaded") and model_id not in self._downloads:
+            model["downloading"] = True
+            task = asyncio.get_running_loop().create_task(self._run_download(model_id))
+            self._downloads[model_id] = _Download(task)
+        return self._json(model)
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        model = self._find(request)
+        download = self._downloads.pop(model["id"], None)
+        if download is not None:
+            download.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await download.task
+            model["downloading"] = False
+            model["downloaded"] = False
+            await self._broadcast(model["id"], {"status": "CANCELED"})
+        return self._json(model)
+
+    async def _progress(self, request: web.Request) -> web.StreamResponse:
+        model = self._find(request, status=410)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        subscribers = self._subscribers.setdefault(model["id"], set())
+        subscribers.add(ws)
+        try:
+            download = self._downloads.get(model["id"])
+            if download is not None and download.last_event is not None:
+                await ws.send_str(download.last_event.decode())  # the current state first
+            async for msg in ws:  # PiecesOS ignores what clients send, and never closes
+                if msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            subscribers.discard(ws)
+        return ws
+
+    async def _load(self, request: web.Request) -> web.Response:
+        model = self._find(request)
+        if model["cloud"]:
+            raise _HTTPError(500, f"{model['name']} is a cloud model; it cannot be loaded.")
+        if not model.get("downloaded"):
+            raise _HTTPError(500, f"{model['name']} must be downloaded before it can be loaded.")
+        model["loaded"] = True
+        return self._json(model)
+
+    async def _unload(self, request: web.Request) -> web.Response:
+        model = self._find(request)
+        model["loaded"] = False
+        return self._json(model)
+
+    async def _unload_all(self, request: web.Request) -> web.Response:
+        for model in self.models.values():
+            if model.get("loaded"):
+                model["loaded"] = False
+        return web.Response(status=204)
+
+    async def _update(self, request: web.Request) -> web.Response:
+        raw = await self._body(request, _MODEL)
+        current = self.models.get(raw["id"])
+        if current is None:
+            raise _HTTPError(500, f"model {raw['id']!r} was not found.")
+        if not current.get("custom"):
+            raise _HTTPError(500, "only custom models (custom: true) can be updated.")
+        # Runtime state is PiecesOS's, not the caller's.
+        for key in ("downloading", "loaded"):
+            raw[key] = current.get(key, False)
+        raw["custom"] = True
+        self.models[raw["id"]] = raw
+        return self._json(raw)
+
+    async def _create(self, request: web.Request) -> web.Response:
+        raw = await self._body(request, _SEEDED)
+        key = tuple(raw.get(name) for name in DUPLICATE_KEY_FIELDS)
+        for model in self.models.values():
+            if tuple(model.get(name) for name in DUPLICATE_KEY_FIELDS) == key:
+                return self._json(model)  # PiecesOS never makes a duplicate
+        model = {**raw, "id": str(uuid.uuid4()), "custom": True}
+        model.setdefault("downloaded", False)
+        model.update(downloading=False, loaded=False)
+        self.models[model["id"]] = model
+        return self._json(model)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        model = self._find(request)
+        if not model.get("custom"):
+            raise _HTTPError(500, "only custom models (custom: true) can be deleted.")
+        del self.models[model["id"]]
+        return web.Response(status=204)
+
+    async def _delete_cache(self, request: web.Request) -> web.Response:
+        model = self._find(request)
+        if await request.read():
+            await self._body(request, _CACHE_INPUT)
+        if not is_llm(model):
+            raise _HTTPError(500, "deleting a model's cache is only available for LLMs.")
+        if not model["cloud"]:
+            model.update(downloaded=False, loaded=False)
+        schema = model.get("schema")
+        return self._json({"model": {"id": model["id"], **({"schema": schema} if schema else {})}})
+
+
+@contextlib.asynccontextmanager
+async def serve_emulator(
+    emulator: PiecesOSEmulator | None = None, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[PiecesOSEmulator]:
+    """Serve an emulator (a new default one when `None`) for the duration of the block."""
+    emulator = emulator or PiecesOSEmulator()
+    await emulator.start(host, port)
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
