@@ -68,12 +68,15 @@ class Timeout:
 
 
 async def discover_pieces_os(
-    ports: range | list[int] = DISCOVERY_PORTS,
+    ports: range | list[int] | None = None,
     *,
     host: str = "127.0.0.1",
     timeout: float = 0.5,
 ) -> str | None:
-    """Probe `/.well-known/health` on every port at once; the lowest that answers 200 wins."""
+    """Probe `/.well-known/health` on every port at once; the lowest that answers 200 wins.
+
+    `ports` defaults to `DISCOVERY_PORTS`, 39300 to 39333.
+    """
     found: list[int] = []
 
     async def probe(session: aiohttp.ClientSession, port: int) -> None:
@@ -89,7 +92,7 @@ async def discover_pieces_os(
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
             async with anyio.create_task_group() as tg:
-                for port in ports:
+                for port in DISCOVERY_PORTS if ports is None else ports:
                     tg.start_soon(probe, session, port)
     if not found:
         return None

@@ -89,6 +89,7 @@ class PiecesOSEmulator:
         #: Every request received, as (method, raw path): what really reached the server.
         self.requests: list[tuple[str, str]] = []
         self._subscribers: dict[str, set[web.WebSocketResponse]] = {}
+        self._subscribers_changed = asyncio.Condition()
         self._downloads: dict[str, _Download] = {}
         self._faults = _Faults()
         self._runner: web.AppRunner | None = None
@@ -124,6 +125,22 @@ class PiecesOSEmulator:
     def subscriber_count(self, model_id: str) -> int:
         """How many progress WebSockets are open for `model_id`."""
         return len(self._subscribers.get(model_id, ()))
+
+    async def wait_for_subscribers(self, model_id: str, count: int) -> None:
+        """Wait until exactly `count` progress WebSockets are open for `model_id`."""
+        async with self._subscribers_changed:
+            await self._subscribers_changed.wait_for(
+                lambda: self.subscriber_count(model_id) == count
+            )
+
+    async def _subscribers_update(self, model_id: str, ws: web.WebSocketResponse, add: bool) -> None:
+        subscribers = self._subscribers.setdefault(model_id, set())
+        if add:
+            subscribers.add(ws)
+        else:
+            subscribers.discard(ws)
+        async with self._subscribers_changed:
+            self._subscribers_changed.notify_all()
 
     # -- serving -------------------------------------------------------------------
 
@@ -294,8 +311,7 @@ class PiecesOSEmulator:
         model = self._find(request, status=410)
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        subscribers = self._subscribers.setdefault(model["id"], set())
-        subscribers.add(ws)
+        await self._subscribers_update(model["id"], ws, add=True)
         try:
             download = self._downloads.get(model["id"])
             if download is not None and download.last_event is not None:
@@ -304,7 +320,7 @@ class PiecesOSEmulator:
                 if msg.type == WSMsgType.ERROR:
                     break
         finally:
-            subscribers.discard(ws)
+            await self._subscribers_update(model["id"], ws, add=False)
         return ws
 
     async def _load(self, request: web.Request) -> web.Response:

@@ -1,0 +1,352 @@
+"""AsyncPiecesClient against the emulator and against hand-written servers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from aiopieces import (
+    AsyncPiecesClient,
+    GroupedTimestamp,
+    ModelDeleteCacheInput,
+    ModelNotFoundError,
+    ModelTypeEnum,
+    ModelUsageEnum,
+    PiecesAPIError,
+    PiecesClientStateError,
+    PiecesConnectionError,
+    PiecesDecodeError,
+    PiecesTimeoutError,
+    SeededModel,
+    Timeout,
+)
+from aiopieces.testing import PiecesOSEmulator
+
+from .conftest import ServeApp
+
+LOCAL_NOT_DOWNLOADED = "Llama-2 7B Chat"
+LOCAL_DOWNLOADED = "Llama-3 8B Instruct"
+CLOUD = "GPT-4o"
+NON_LLM = "Pieces OCR"
+
+
+def model_id(emulator: PiecesOSEmulator, name: str) -> str:
+    return next(m["id"] for m in emulator.models.values() if m["name"] == name)
+
+
+def seeded(name: str = "my-finetune", **extra: object) -> SeededModel:
+    return SeededModel(
+        name=name,
+        version="1.0",
+        cloud=False,
+        created=GroupedTimestamp(value=dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)),
+        type=ModelTypeEnum.BALANCED,
+        usage=ModelUsageEnum.CODE_CONVERSATION,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- every endpoint, success and error ------------------------------------------------
+
+
+async def test_list_models(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+    models = await pieces_client.list_models()
+    assert [m.id for m in models.iterable] == list(pieces_emulator.models)
+    assert any(m.cloud for m in models.iterable) and any(not m.cloud for m in models.iterable)
+
+
+async def test_get_model(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+    model = await pieces_client.get_model(model_id(pieces_emulator, CLOUD))
+    assert model.name == CLOUD and model.cloud
+
+
+async def test_get_unknown_model_is_model_not_found(pieces_client: AsyncPiecesClient) -> None:
+    with pytest.raises(ModelNotFoundError) as info:
+        await pieces_client.get_model("no-such-model")
+    assert info.value.status == 410 and info.value.method == "GET"
+    assert info.value.url.endswith("/model/no-such-model")
+    assert "was not found" in info.value.body
+
+
+async def test_download_model_starts_a_download(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=30)
+    model = await pieces_client.download_model(target)
+    assert model.downloading and not model.downloaded
+    pieces_emulator.release_downloads()
+
+
+async def test_download_cloud_model_is_an_api_error(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    with pytest.raises(PiecesAPIError) as info:
+        await pieces_client.download_model(model_id(pieces_emulator, CLOUD))
+    assert info.value.status == 500 and "cloud model" in info.value.body
+
+
+async def test_cancel_download(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=30)
+    await pieces_client.download_model(target)
+    model = await pieces_client.cancel_download(target)
+    assert not model.downloading and not model.downloaded
+
+
+async def test_cancel_download_of_unknown_model(pieces_client: AsyncPiecesClient) -> None:
+    with pytest.raises(PiecesAPIError, match="was not found"):
+        await pieces_client.cancel_download("ghost")
+
+
+async def test_load_and_unload(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+    target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
+    assert (await pieces_client.load_model(target)).loaded
+    assert (await pieces_client.get_model(target)).loaded
+    assert not (await pieces_client.unload_model(target)).loaded
+
+
+async def test_load_needs_a_download(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+    with pytest.raises(PiecesAPIError, match="must be downloaded"):
+        await pieces_client.load_model(model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED))
+
+
+async def test_unload_unknown_model(pieces_client: AsyncPiecesClient) -> None:
+    with pytest.raises(PiecesAPIError) as info:
+        await pieces_client.unload_model("ghost")
+    assert info.value.status == 500
+
+
+async def test_unload_models(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+    await pieces_client.load_model(model_id(pieces_emulator, LOCAL_DOWNLOADED))
+    assert await pieces_client.unload_models() is None
+    assert not any(m.loaded for m in (await pieces_client.list_models()).iterable)
+
+
+async def test_create_update_delete(pieces_client: AsyncPiecesClient) -> None:
+    created = await pieces_client.create_model(seeded(description="v1"))
+    assert created.custom and created.id and created.description == "v1"
+    assert (await pieces_client.create_model(seeded(description="other"))).id == created.id
+
+    created.description = "v2"
+    updated = await pieces_client.update_model(created)
+    assert updated.description == "v2"
+    assert (await pieces_client.get_model(created.id)).description == "v2"
+
+    assert await pieces_client.delete_model(created.id) is None
+    with pytest.raises(ModelNotFoundError):
+        await pieces_client.get_model(created.id)
+
+
+async def test_update_and_delete_need_a_custom_model(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    builtin = await pieces_client.get_model(model_id(pieces_emulator, CLOUD))
+    with pytest.raises(PiecesAPIError, match="custom"):
+        await pieces_client.update_model(builtin)
+    with pytest.raises(PiecesAPIError, match="custom"):
+        await pieces_client.delete_model(builtin.id)
+
+
+async def test_delete_model_cache(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+    target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
+    out = await pieces_client.delete_model_cache(target)
+    assert out.model.id == target
+    out = await pieces_client.delete_model_cache(target, ModelDeleteCacheInput())
+    assert out.model.id == target
+    assert not (await pieces_client.get_model(target)).downloaded
+
+
+async def test_delete_model_cache_only_for_llms(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    with pytest.raises(PiecesAPIError, match="only available for LLMs"):
+        await pieces_client.delete_model_cache(model_id(pieces_emulator, NON_LLM))
+
+
+# -- model ids stay one path segment ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hostile_id", ["a/b", ".", "..", "../models", "a?b=c", "a#b", "a b", "ünï€ode", "%2F", "x/../../models/unload"]
+)
+async def test_model_ids_reach_only_their_own_endpoint(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator, hostile_id: str
+) -> None:
+    calls = [
+        pieces_client.get_model,
+        pieces_client.unload_model,
+        pieces_client.delete_model,
+        pieces_client.load_model,
+    ]
+    for call in calls:
+        with pytest.raises(PiecesAPIError) as info:
+            await call(hostile_id)  # type: ignore[operator]
+        # The server routed it to this endpoint and decoded the id back, unchanged.
+        assert f"model {hostile_id!r} was not found." == info.value.body
+    routes = [(method, path.split("/")[1], path.count("/")) for method, path in pieces_emulator.requests]
+    assert routes == [("GET", "model", 2), ("POST", "model", 3), ("POST", "models", 3), ("POST", "model", 3)]
+    assert [path.rsplit("/", 1)[-1] for _, path in pieces_emulator.requests[1:]] == ["unload", "delete", "load"]
+
+
+async def test_empty_model_id_is_refused_before_any_io(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        await pieces_client.get_model("")
+    with pytest.raises(ValueError, match="empty"):
+        pieces_client.download_progress("")
+    assert pieces_emulator.requests == []
+
+
+async def test_ids_round_trip_through_an_independent_server(serve_app: ServeApp) -> None:
+    seen: list[str] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(request.match_info["model"])
+        return web.json_response({"model": {"id": request.match_info["model"]}})
+
+    app = web.Application()
+    app.router.add_post("/models/{model}/delete/cache", echo)
+    async with AsyncPiecesClient(await serve_app(app)) as client:
+        for hostile in ["../../x", "a/b", "..", "?#"]:
+            assert (await client.delete_model_cache(hostile)).model.id == hostile
+    assert seen == ["../../x", "a/b", "..", "?#"]
+
+
+# -- lifecycle ------------------------------------------------------------------------
+
+
+async def test_calls_outside_async_with_raise_a_library_error(pieces_emulator: PiecesOSEmulator) -> None:
+    client = AsyncPiecesClient(pieces_emulator.url)
+    with pytest.raises(PiecesClientStateError, match="async with"):
+        await client.list_models()
+    async with client:
+        await client.list_models()
+    with pytest.raises(PiecesClientStateError, match="closed"):
+        await client.list_models()
+    with pytest.raises(PiecesClientStateError, match="closed"):
+        async with client:
+            pass
+
+
+async def test_a_given_session_is_used_and_never_closed(pieces_emulator: PiecesOSEmulator) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with AsyncPiecesClient(pieces_emulator.url, session=session) as client:
+            await client.list_models()
+        assert not session.closed
+        async with session.get(pieces_emulator.url + "/models") as resp:
+            assert resp.status == 200
+
+
+async def test_with_timeout_shares_the_session(pieces_client: AsyncPiecesClient) -> None:
+    quick = pieces_client.with_timeout(Timeout(connect=1, read=1, total=5))
+    assert quick.timeout.total == 5 and pieces_client.timeout.total is None
+    await quick.list_models()
+
+
+def test_timeout_config() -> None:
+    assert Timeout.coerce(2.5) == Timeout(connect=2.5, read=2.5)
+    assert Timeout.coerce(None) == Timeout(connect=None, read=None)
+    with pytest.raises(ValueError, match="positive"):
+        Timeout(read=0)
+
+
+# -- transport errors -----------------------------------------------------------------
+
+
+async def test_connection_refused_names_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with AsyncPiecesClient(url) as client:
+        with pytest.raises(PiecesConnectionError) as info:
+            await client.list_models()
+    assert url in str(info.value) and "Is PiecesOS running?" in str(info.value)
+
+
+async def test_read_timeout(serve_app: ServeApp) -> None:
+    import asyncio
+
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({"iterable": []})
+
+    app = web.Application()
+    app.router.add_get("/models", stall)
+    async with AsyncPiecesClient(await serve_app(app), timeout=Timeout(read=0.2)) as client:
+        with pytest.raises(PiecesTimeoutError, match="read timeout"):
+            await client.list_models()
+    release.set()
+
+
+async def test_api_error_body_is_truncated(serve_app: ServeApp) -> None:
+    async def boom(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="x" * 10_000, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/models", boom)
+    async with AsyncPiecesClient(await serve_app(app)) as client:
+        with pytest.raises(PiecesAPIError) as info:
+            await client.list_models()
+    assert info.value.status == 500 and len(info.value.body) < 2100
+    assert "10000 characters" in info.value.body
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"iterable": [{"id": 1}]}', "$.iterable[0].id"),
+        (b'{"iterable": [', "truncated"),
+        (b"", "truncated"),
+        (b"null", "Expected `object`"),
+    ],
+)
+async def test_bad_bodies_are_decode_errors(serve_app: ServeApp, body: bytes, where: str) -> None:
+    async def bad(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/models", bad)
+    async with AsyncPiecesClient(await serve_app(app)) as client:
+        with pytest.raises(PiecesDecodeError, match=where.replace("[", r"\[").replace("$", r"\$")):
+            await client.list_models()
+
+
+# -- base URL resolution -----------------------------------------------------------
+
+
+async def test_base_url_from_the_environment(
+    pieces_emulator: PiecesOSEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIECES_OS_URL", pieces_emulator.url + "/")
+    async with AsyncPiecesClient() as client:
+        assert client.base_url == pieces_emulator.url
+        await client.list_models()
+
+
+async def test_discovery_finds_the_lowest_port_answering_health(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    from aiopieces import discover_pieces_os
+
+    port = int(pieces_emulator.url.rsplit(":", 1)[1])
+    empty = free_port()
+    assert await discover_pieces_os([empty, port]) == pieces_emulator.url
+    assert await discover_pieces_os([empty]) is None
+
+
+async def test_without_anything_the_seeds_default_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiopieces import _config
+
+    monkeypatch.delenv("PIECES_OS_URL", raising=False)
+    monkeypatch.setattr(_config, "DISCOVERY_PORTS", [free_port()])
+    assert await _config.resolve_base_url(None) == "http://localhost:1000"

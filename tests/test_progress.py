@@ -1,0 +1,253 @@
+"""Download progress over the WebSocket: both forms, endings, early exits, bad frames."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from aiohttp import web
+
+from aiopieces import (
+    AsyncPiecesClient,
+    ModelDownloadProgress,
+    ModelDownloadProgressStatusEnum as Status,
+    ModelNotFoundError,
+    PiecesClientStateError,
+    PiecesConnectionError,
+    PiecesDecodeError,
+)
+from aiopieces.testing import PiecesOSEmulator
+
+from .conftest import ServeApp
+from .test_client import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, model_id
+
+FULL_RUN = [Status.INITIALIZED] + [Status.IN_PROGRESS] * 9 + [Status.COMPLETED]
+
+
+async def watch_while_downloading(
+    client: AsyncPiecesClient, emulator: PiecesOSEmulator, target: str
+) -> list[ModelDownloadProgress]:
+    """Subscribe, start the download once the server has the subscriber, collect events."""
+    events: list[ModelDownloadProgress] = []
+
+    async def consume() -> None:
+        async for event in client.download_progress(target):
+            events.append(event)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await emulator.wait_for_subscribers(target, 1)
+        await client.download_model(target)
+    return events
+
+
+async def test_async_for_streams_to_the_terminal_status(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    events = await watch_while_downloading(pieces_client, pieces_emulator, target)
+    assert [e.status for e in events] == FULL_RUN
+    percentages = [e.percentage for e in events]
+    assert percentages == sorted(percentages) and percentages[-1] == 100
+    # PiecesOS leaves the socket open after COMPLETED; we close it ourselves.
+    await pieces_emulator.wait_for_subscribers(target, 0)
+    assert pieces_emulator.model(target).downloaded
+
+
+async def test_async_with_form(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    async with pieces_client.download_progress(target) as events:
+        await pieces_emulator.wait_for_subscribers(target, 1)
+        await pieces_client.download_model(target)
+        statuses = [event.status async for event in events]
+    assert statuses == FULL_RUN
+    await pieces_emulator.wait_for_subscribers(target, 0)
+
+
+async def test_download_subscribes_before_starting(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    statuses = [event.status async for event in pieces_client.download(target)]
+    assert statuses == FULL_RUN
+    assert [m for m, _ in pieces_emulator.requests] == ["GET", "POST"]
+    assert pieces_emulator.requests[0][1].endswith("/download/progress")
+
+
+async def test_download_async_with_form(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    async with pieces_client.download(target) as events:
+        statuses = [event.status async for event in events]
+    assert statuses == FULL_RUN
+
+
+async def test_download_of_a_downloaded_model_ends_at_once(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
+    events = [event async for event in pieces_client.download(target)]
+    assert [(e.status, e.percentage) for e in events] == [(Status.COMPLETED, 100)]
+
+
+async def test_a_failed_download_ends_with_failed(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.fail_download(target, at_percentage=40)
+    events = [event async for event in pieces_client.download(target)]
+    assert events[-1].status == Status.FAILED and events[-1].percentage == 40
+    assert not pieces_emulator.model(target).downloaded
+
+
+async def test_breaking_out_closes_the_socket_and_the_download_goes_on(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=30)
+    async for event in pieces_client.download(target):
+        if event.status == Status.IN_PROGRESS:
+            break
+    with anyio.fail_after(5):
+        await pieces_emulator.wait_for_subscribers(target, 0)
+    assert pieces_emulator.model(target).downloading  # not canceled by default
+    assert (await pieces_client.get_model(target)).downloading  # the client is still usable
+    pieces_emulator.release_downloads()
+
+
+async def test_cancel_on_exit_cancels_the_download(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=30)
+    async with pieces_client.download(target, cancel_on_exit=True) as events:
+        async for event in events:
+            if event.status == Status.IN_PROGRESS:
+                break
+    assert pieces_emulator.requests[-1] == ("POST", f"/model/{target}/download/cancel")
+    model = pieces_emulator.model(target)
+    assert not model.downloading and not model.downloaded
+
+
+async def test_cancelling_the_consumer_closes_the_socket(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=50)
+    seen: list[ModelDownloadProgress] = []
+
+    async def consume(scope: anyio.CancelScope) -> None:
+        async for event in pieces_client.download(target):
+            seen.append(event)
+            if event.percentage == 50:
+                scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume, tg.cancel_scope)
+    assert seen[-1].percentage == 50
+    with anyio.fail_after(5):
+        await pieces_emulator.wait_for_subscribers(target, 0)
+    assert len((await pieces_client.list_models()).iterable) == len(pieces_emulator.models)
+    pieces_emulator.release_downloads()
+
+
+async def test_mid_download_subscriber_gets_the_current_state_first(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=50)
+    first: list[ModelDownloadProgress] = []
+    late: list[ModelDownloadProgress] = []
+    async with pieces_client.download(target) as events:
+        async for event in events:
+            first.append(event)
+            if event.percentage == 50:
+                break
+        async with pieces_client.download_progress(target) as late_events:
+            late.append(await anext(late_events))
+            pieces_emulator.release_downloads()
+            late.extend([event async for event in late_events])
+        first.extend([event async for event in events])
+    assert late[0] == ModelDownloadProgress(status=Status.IN_PROGRESS, percentage=50.0)
+    assert late == first[5:]
+    assert [e.status for e in first] == FULL_RUN
+
+
+async def test_unknown_model_refuses_the_handshake(pieces_client: AsyncPiecesClient) -> None:
+    with pytest.raises(ModelNotFoundError) as info:
+        async for _ in pieces_client.download_progress("ghost"):
+            pass
+    assert info.value.status == 410
+
+
+async def test_closing_the_client_ends_open_streams(pieces_emulator: PiecesOSEmulator) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=30)
+    client = AsyncPiecesClient(pieces_emulator.url)
+    async with client:
+        stream = client.download(target)
+        async with stream as events:
+            await anext(events)
+            await client.aclose()
+            with pytest.raises(PiecesClientStateError, match="client was closed"):
+                await anext(events)
+    with anyio.fail_after(5):
+        await pieces_emulator.wait_for_subscribers(target, 0)
+    pieces_emulator.release_downloads()
+
+
+# -- an independent server: frames the emulator never sends --------------------------------
+
+
+def ws_app(*frames: str, close_code: int | None = None) -> web.Application:
+    async def progress(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        for frame in frames:
+            await ws.send_str(frame)
+        if close_code is not None:
+            await ws.close(code=close_code, message=b"model store exploded")
+        else:
+            await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/model/{model}/download/progress", progress)
+    return app
+
+
+async def test_iteration_ends_when_the_server_closes(serve_app: ServeApp) -> None:
+    url = await serve_app(ws_app('{"status":"INITIALIZED"}', '{"status":"IN-PROGRESS","percentage":5}'))
+    async with AsyncPiecesClient(url) as client:
+        events = [event async for event in client.download_progress("m")]
+    assert [e.percentage for e in events] == [None, 5]
+
+
+async def test_unknown_status_passes_through(serve_app: ServeApp) -> None:
+    url = await serve_app(ws_app('{"status":"VERIFYING","percentage":99.5}', '{"status":"COMPLETED"}'))
+    async with AsyncPiecesClient(url) as client:
+        events = [event async for event in client.download_progress("m")]
+    assert events[0].status == "VERIFYING" and not events[0].is_terminal
+    assert events[1].status is Status.COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("frame", "where"),
+    [("not json", "malformed"), ('{"percentage":"half"}', "$.percentage"), ("[1]", "Expected `object`")],
+)
+async def test_a_bad_frame_is_a_decode_error(serve_app: ServeApp, frame: str, where: str) -> None:
+    url = await serve_app(ws_app('{"status":"INITIALIZED"}', frame))
+    async with AsyncPiecesClient(url) as client:
+        received: list[ModelDownloadProgress] = []
+        with pytest.raises(PiecesDecodeError, match=where.replace("$", r"\$")):
+            async for event in client.download_progress("m"):
+                received.append(event)
+        assert len(received) == 1
+
+
+async def test_close_with_an_error_code_is_a_connection_error(serve_app: ServeApp) -> None:
+    url = await serve_app(ws_app('{"status":"INITIALIZED"}', close_code=1011))
+    async with AsyncPiecesClient(url) as client:
+        with pytest.raises(PiecesConnectionError, match="code 1011: model store exploded"):
+            async for _ in client.download_progress("m"):
+                pass

@@ -1,0 +1,211 @@
+"""Wire types: names, optional fields, open enums, unknown fields, round-trips."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+import pytest
+
+from aiopieces import (
+    ByteDescriptor,
+    EmbeddedModelSchema,
+    ExternalMLProviderEnum,
+    GroupedTimestamp,
+    Model,
+    ModelCapabilities,
+    ModelDeleteCacheInput,
+    ModelDeleteCacheOutput,
+    ModelDownloadProgress,
+    ModelDownloadProgressStatusEnum,
+    ModelFoundationEnum,
+    ModelMaxTokens,
+    Models,
+    ModelTypeEnum,
+    ModelUsageEnum,
+    ReferencedEntity,
+    ReferencedModel,
+    Score,
+    SeededModel,
+)
+from aiopieces.testing import default_catalog
+
+SCHEMA = {"migration": 3, "semantic": "MAJOR_0_MINOR_0_PATCH_1"}
+FULL_MODEL: dict[str, Any] = {
+    "id": "m-1",
+    "name": "Llama-3 8B",
+    "version": "1.0.0",
+    "cloud": False,
+    "created": {"value": "2025-03-04T05:06:07.123000Z", "readable": "4 Mar", "schema": SCHEMA},
+    "type": "BALANCED",
+    "usage": "CODE_CONVERSATION",
+    "bytes": {"value": 5_000_000_000, "readable": "5 GB"},
+    "ram": {"value": 6_000_000_000, "readable": "6 GB", "schema": SCHEMA},
+    "capabilities": {"assets": True, "images": False, "videos": None},
+    "cpu": False,
+    "custom": True,
+    "denied": False,
+    "description": "a model",
+    "downloaded": True,
+    "downloading": False,
+    "foundation": "LLAMA_3_8B",
+    "loaded": False,
+    "maxTokens": {"total": 8192, "input": 8192, "output": 4096.5},
+    "organization": {
+        "id": "org-1",
+        "reference": {
+            "id": "org-1",
+            "name": "Acme",
+            "type": "ORGANIZATION",
+            "configuration": {"nested": [1, 2.5, None, {"deep": True}]},
+            "created": {"value": "2024-01-01T00:00:00Z"},
+            "updated": {"value": "2024-01-02T00:00:00Z"},
+        },
+    },
+    "parameters": 8,
+    "provider": "META",
+    "quantization": "q4f16_1",
+    "score": {"manual": 1, "automatic": 2, "priority": 3, "update": 4},
+    "unique": "llama-3-8b",
+    "schema": SCHEMA,
+}
+
+
+def test_model_round_trip_keeps_every_field() -> None:
+    raw = msgspec.json.encode(FULL_MODEL)
+    model = msgspec.json.decode(raw, type=Model)
+    again = msgspec.json.decode(msgspec.json.encode(model))
+    expected = msgspec.json.decode(raw)
+    # The only rewrite is null-valued optional fields, which are left out instead.
+    del expected["capabilities"]["videos"]
+    assert again == expected
+
+
+def test_snake_case_attributes_and_schema_wire_names() -> None:
+    model = msgspec.json.decode(msgspec.json.encode(FULL_MODEL), type=Model)
+    assert model.max_tokens == ModelMaxTokens(total=8192, input=8192, output=4096.5)
+    assert model.schema == EmbeddedModelSchema(migration=3, semantic="MAJOR_0_MINOR_0_PATCH_1")
+    encoded = msgspec.json.decode(msgspec.json.encode(model))
+    assert "maxTokens" in encoded and "max_tokens" not in encoded
+
+
+def test_unset_optional_fields_are_not_sent_as_null() -> None:
+    seeded = SeededModel(
+        name="mine",
+        version="1",
+        cloud=False,
+        created=GroupedTimestamp(value=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)),
+        type=ModelTypeEnum.SPEED,
+        usage=ModelUsageEnum.CODE_CONVERSATION,
+    )
+    assert msgspec.json.decode(msgspec.json.encode(seeded)) == {
+        "name": "mine",
+        "version": "1",
+        "cloud": False,
+        "created": {"value": "2025-01-01T00:00:00Z"},
+        "type": "SPEED",
+        "usage": "CODE_CONVERSATION",
+    }
+
+
+def test_required_nullable_field_is_sent_as_null() -> None:
+    assert msgspec.json.encode(ModelMaxTokens(total=None)) == b'{"total":null}'
+
+
+@pytest.mark.parametrize("missing", ["id", "name", "version", "cloud", "created", "type", "usage"])
+def test_required_model_fields_are_required(missing: str) -> None:
+    raw = {k: v for k, v in FULL_MODEL.items() if k != missing}
+    with pytest.raises(msgspec.ValidationError, match=f"`{missing}`"):
+        msgspec.json.decode(msgspec.json.encode(raw), type=Model)
+
+
+def test_unknown_enum_values_decode_keep_their_string_and_re_encode() -> None:
+    raw = {
+        **FULL_MODEL,
+        "foundation": "GPT_7_ULTRA",
+        "provider": "NEW_LAB",
+        "type": "FRUGAL",
+        "usage": "TIME_TRAVEL",
+    }
+    model = msgspec.json.decode(msgspec.json.encode(raw), type=Model)
+    assert isinstance(model.foundation, ModelFoundationEnum)
+    assert model.foundation == "GPT_7_ULTRA" and model.foundation.value == "GPT_7_ULTRA"
+    assert not model.foundation.is_known
+    assert model.provider == "NEW_LAB" and model.type == "FRUGAL" and model.usage == "TIME_TRAVEL"
+    out = msgspec.json.decode(msgspec.json.encode(model))
+    assert (out["foundation"], out["provider"], out["type"], out["usage"]) == (
+        "GPT_7_ULTRA",
+        "NEW_LAB",
+        "FRUGAL",
+        "TIME_TRAVEL",
+    )
+
+
+def test_known_enum_values_are_the_members() -> None:
+    model = msgspec.json.decode(msgspec.json.encode(FULL_MODEL), type=Model)
+    assert model.foundation is ModelFoundationEnum.LLAMA_3_8_B
+    assert model.provider is ExternalMLProviderEnum.META
+    assert model.foundation is not None and model.foundation.is_known
+    status = msgspec.json.decode(b'{"status":"IN-PROGRESS"}', type=ModelDownloadProgress).status
+    assert status is ModelDownloadProgressStatusEnum.IN_PROGRESS
+    assert status is ModelDownloadProgressStatusEnum.IN_MINUS_PROGRESS  # the official name
+    assert ModelFoundationEnum("GPT_3.5") is ModelFoundationEnum.GPT_3_DOT_5
+
+
+def test_unknown_fields_never_break_decoding() -> None:
+    raw = {**FULL_MODEL, "brandNew": {"x": [1]}, "created": {**FULL_MODEL["created"], "tz": 1}}
+    model = msgspec.json.decode(msgspec.json.encode(raw), type=Model)
+    assert model.id == "m-1"
+
+
+def test_referenced_entity_graph_survives_unchanged() -> None:
+    model = msgspec.json.decode(msgspec.json.encode(FULL_MODEL), type=Model)
+    out = msgspec.json.decode(msgspec.json.encode(model))
+    assert out["organization"] == FULL_MODEL["organization"]
+
+
+def test_timestamps_are_timezone_aware() -> None:
+    stamp = msgspec.json.decode(b'{"value":"2025-03-04T05:06:07+02:00"}', type=GroupedTimestamp)
+    assert stamp.value.utcoffset() == dt.timedelta(hours=2)
+    naive = msgspec.json.decode(b'{"value":"2025-03-04T05:06:07"}', type=GroupedTimestamp)
+    assert naive.value.tzinfo is dt.timezone.utc
+    assert GroupedTimestamp(value=dt.datetime(2025, 1, 1)).value.tzinfo is dt.timezone.utc
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        ByteDescriptor(value=1, readable="1 B", schema=EmbeddedModelSchema(migration=0, semantic="X")),
+        ModelCapabilities(images=True),
+        Score(manual=1, automatic=0, searched=2),
+        ReferencedModel(id="m"),
+        ReferencedEntity(id="e", reference={"a": [1, {"b": None}]}),
+        ModelDeleteCacheInput(),
+        ModelDeleteCacheOutput(model=ReferencedModel(id="m")),
+        ModelDownloadProgress(status=ModelDownloadProgressStatusEnum.RESET, percentage=12.5),
+        Models(iterable=[], score=Score(manual=0, automatic=0)),
+    ],
+)
+def test_every_wire_type_round_trips(obj: msgspec.Struct) -> None:
+    assert msgspec.json.decode(msgspec.json.encode(obj), type=type(obj)) == obj
+
+
+def test_the_emulator_catalog_is_valid_and_round_trips() -> None:
+    catalog = default_catalog()
+    assert 20 <= len(catalog) <= 40
+    models = msgspec.json.decode(msgspec.json.encode({"iterable": catalog}), type=Models)
+    again = msgspec.json.decode(msgspec.json.encode(models))["iterable"]
+    for sent, received in zip(catalog, again, strict=True):
+        # "…09:00:00.000Z" comes back as the same instant, written "…09:00:00Z".
+        sent_time = dt.datetime.fromisoformat(sent.pop("created")["value"])
+        assert dt.datetime.fromisoformat(received.pop("created")["value"]) == sent_time
+        assert received == sent
+
+
+def test_terminal_statuses() -> None:
+    terminal = {
+        s for s in ModelDownloadProgressStatusEnum if ModelDownloadProgress(status=s).is_terminal
+    }
+    assert terminal == {"COMPLETED", "FAILED", "CANCELED"}
+    assert not ModelDownloadProgress(status=ModelDownloadProgressStatusEnum("PAUSED")).is_terminal
