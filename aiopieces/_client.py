@@ -31,6 +31,7 @@ logger = logging.getLogger("aiopieces")
 T = TypeVar("T")
 
 _ENCODER = msgspec.json.Encoder()
+DEFAULT_TIMEOUT = Timeout()
 _HEADERS = {"Accept": "application/json, text/plain", "User-Agent": f"aiopieces/{__version__}"}
 
 
@@ -81,7 +82,7 @@ class AsyncPiecesClient:
         base_url: str | None = None,
         *,
         session: aiohttp.ClientSession | None = None,
-        timeout: Timeout | float | None = Timeout(),
+        timeout: Timeout | float | None = DEFAULT_TIMEOUT,
     ) -> None:
         """Configure the client; nothing connects before `async with` (or `open()`)."""
         self._conn = _Connection(base_url, session, owns_session=session is None)

@@ -90,10 +90,10 @@ async def discover_pieces_os(
     with anyio.move_on_after(timeout):
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
         client_timeout = aiohttp.ClientTimeout(total=timeout)
-        async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
-            async with anyio.create_task_group() as tg:
-                for port in DISCOVERY_PORTS if ports is None else ports:
-                    tg.start_soon(probe, session, port)
+        session = aiohttp.ClientSession(connector=connector, timeout=client_timeout)
+        async with session, anyio.create_task_group() as tg:
+            for port in DISCOVERY_PORTS if ports is None else ports:
+                tg.start_soon(probe, session, port)
     if not found:
         return None
     return f"http://{host}:{min(found)}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 
 
-class OpenEnum(str, enum.Enum):
+class OpenEnum(enum.StrEnum):
     """A string enum that keeps values it does not know instead of rejecting them."""
 
     @classmethod

@@ -1,12 +1,12 @@
 """The errors aiopieces raises; nothing from aiohttp, asyncio or msgspec escapes.
 
-    PiecesError
-    ├── PiecesConnectionError      PiecesOS cannot be reached (not running? wrong URL?)
-    ├── PiecesTimeoutError         a configured timeout ran out
-    ├── PiecesAPIError             PiecesOS answered with a non-2xx status
-    │   └── ModelNotFoundError     410 or 404: no model with that id
-    ├── PiecesDecodeError          a 2xx body or WebSocket frame is not the expected type
-    └── PiecesClientStateError     the client is not open (use `async with`) or is closed
+PiecesError
+├── PiecesConnectionError      PiecesOS cannot be reached (not running? wrong URL?)
+├── PiecesTimeoutError         a configured timeout ran out
+├── PiecesAPIError             PiecesOS answered with a non-2xx status
+│   └── ModelNotFoundError     410 or 404: no model with that id
+├── PiecesDecodeError          a 2xx body or WebSocket frame is not the expected type
+└── PiecesClientStateError     the client is not open (use `async with`) or is closed
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class GroupedTimestamp(WireType):
 
     def __post_init__(self) -> None:
         if self.value.tzinfo is None:
-            self.value = self.value.replace(tzinfo=dt.timezone.utc)
+            self.value = self.value.replace(tzinfo=dt.UTC)
 
 
 class ByteDescriptor(WireType):

@@ -43,7 +43,7 @@ def seeded(name: str = "my-finetune", **extra: object) -> SeededModel:
         name=name,
         version="1.0",
         cloud=False,
-        created=GroupedTimestamp(value=dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)),
+        created=GroupedTimestamp(value=dt.datetime(2025, 6, 1, tzinfo=dt.UTC)),
         type=ModelTypeEnum.BALANCED,
         usage=ModelUsageEnum.CODE_CONVERSATION,
         **extra,  # type: ignore[arg-type]
@@ -59,13 +59,17 @@ def free_port() -> int:
 # -- every endpoint, success and error ------------------------------------------------
 
 
-async def test_list_models(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+async def test_list_models(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
     models = await pieces_client.list_models()
     assert [m.id for m in models.iterable] == list(pieces_emulator.models)
     assert any(m.cloud for m in models.iterable) and any(not m.cloud for m in models.iterable)
 
 
-async def test_get_model(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+async def test_get_model(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
     model = await pieces_client.get_model(model_id(pieces_emulator, CLOUD))
     assert model.name == CLOUD and model.cloud
 
@@ -96,7 +100,9 @@ async def test_download_cloud_model_is_an_api_error(
     assert info.value.status == 500 and "cloud model" in info.value.body
 
 
-async def test_cancel_download(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+async def test_cancel_download(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
     pieces_emulator.hold_downloads(at_percentage=30)
     await pieces_client.download_model(target)
@@ -109,14 +115,18 @@ async def test_cancel_download_of_unknown_model(pieces_client: AsyncPiecesClient
         await pieces_client.cancel_download("ghost")
 
 
-async def test_load_and_unload(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+async def test_load_and_unload(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
     target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
     assert (await pieces_client.load_model(target)).loaded
     assert (await pieces_client.get_model(target)).loaded
     assert not (await pieces_client.unload_model(target)).loaded
 
 
-async def test_load_needs_a_download(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+async def test_load_needs_a_download(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
     with pytest.raises(PiecesAPIError, match="must be downloaded"):
         await pieces_client.load_model(model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED))
 
@@ -127,7 +137,9 @@ async def test_unload_unknown_model(pieces_client: AsyncPiecesClient) -> None:
     assert info.value.status == 500
 
 
-async def test_unload_models(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+async def test_unload_models(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
     await pieces_client.load_model(model_id(pieces_emulator, LOCAL_DOWNLOADED))
     assert await pieces_client.unload_models() is None
     assert not any(m.loaded for m in (await pieces_client.list_models()).iterable)
@@ -158,7 +170,9 @@ async def test_update_and_delete_need_a_custom_model(
         await pieces_client.delete_model(builtin.id)
 
 
-async def test_delete_model_cache(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+async def test_delete_model_cache(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
     target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
     out = await pieces_client.delete_model_cache(target)
     assert out.model.id == target
@@ -178,7 +192,19 @@ async def test_delete_model_cache_only_for_llms(
 
 
 @pytest.mark.parametrize(
-    "hostile_id", ["a/b", ".", "..", "../models", "a?b=c", "a#b", "a b", "ünï€ode", "%2F", "x/../../models/unload"]
+    "hostile_id",
+    [
+        "a/b",
+        ".",
+        "..",
+        "../models",
+        "a?b=c",
+        "a#b",
+        "a b",
+        "ünï€ode",
+        "%2F",
+        "x/../../models/unload",
+    ],
 )
 async def test_model_ids_reach_only_their_own_endpoint(
     pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator, hostile_id: str
@@ -194,12 +220,25 @@ async def test_model_ids_reach_only_their_own_endpoint(
             await call(hostile_id)  # type: ignore[operator]
         # The server routed it to this endpoint and decoded the id back, unchanged.
         assert f"model {hostile_id!r} was not found." == info.value.body
-    routes = [(method, path.split("/")[1], path.count("/")) for method, path in pieces_emulator.requests]
-    assert routes == [("GET", "model", 2), ("POST", "model", 3), ("POST", "models", 3), ("POST", "model", 3)]
-    assert [path.rsplit("/", 1)[-1] for _, path in pieces_emulator.requests[1:]] == ["unload", "delete", "load"]
+    routes = [
+        (method, path.split("/")[1], path.count("/")) for method, path in pieces_emulator.requests
+    ]
+    assert routes == [
+        ("GET", "model", 2),
+        ("POST", "model", 3),
+        ("POST", "models", 3),
+        ("POST", "model", 3),
+    ]
+    assert [path.rsplit("/", 1)[-1] for _, path in pieces_emulator.requests[1:]] == [
+        "unload",
+        "delete",
+        "load",
+    ]
 
 
-async def test_empty_model_id_is_refused_before_any_io(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+async def test_empty_model_id_is_refused_before_any_io(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
     with pytest.raises(ValueError, match="empty"):
         await pieces_client.get_model("")
     with pytest.raises(ValueError, match="empty"):
@@ -225,7 +264,9 @@ async def test_ids_round_trip_through_an_independent_server(serve_app: ServeApp)
 # -- lifecycle ------------------------------------------------------------------------
 
 
-async def test_calls_outside_async_with_raise_a_library_error(pieces_emulator: PiecesOSEmulator) -> None:
+async def test_calls_outside_async_with_raise_a_library_error(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
     client = AsyncPiecesClient(pieces_emulator.url)
     with pytest.raises(PiecesClientStateError, match="async with"):
         await client.list_models()

@@ -9,11 +9,13 @@ from aiohttp import web
 from aiopieces import (
     AsyncPiecesClient,
     ModelDownloadProgress,
-    ModelDownloadProgressStatusEnum as Status,
     ModelNotFoundError,
     PiecesClientStateError,
     PiecesConnectionError,
     PiecesDecodeError,
+)
+from aiopieces import (
+    ModelDownloadProgressStatusEnum as Status,
 )
 from aiopieces.testing import PiecesOSEmulator
 
@@ -53,7 +55,9 @@ async def test_async_for_streams_to_the_terminal_status(
     assert pieces_emulator.model(target).downloaded
 
 
-async def test_async_with_form(pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator) -> None:
+async def test_async_with_form(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
     async with pieces_client.download_progress(target) as events:
         await pieces_emulator.wait_for_subscribers(target, 1)
@@ -217,14 +221,18 @@ def ws_app(*frames: str, close_code: int | None = None) -> web.Application:
 
 
 async def test_iteration_ends_when_the_server_closes(serve_app: ServeApp) -> None:
-    url = await serve_app(ws_app('{"status":"INITIALIZED"}', '{"status":"IN-PROGRESS","percentage":5}'))
+    url = await serve_app(
+        ws_app('{"status":"INITIALIZED"}', '{"status":"IN-PROGRESS","percentage":5}')
+    )
     async with AsyncPiecesClient(url) as client:
         events = [event async for event in client.download_progress("m")]
     assert [e.percentage for e in events] == [None, 5]
 
 
 async def test_unknown_status_passes_through(serve_app: ServeApp) -> None:
-    url = await serve_app(ws_app('{"status":"VERIFYING","percentage":99.5}', '{"status":"COMPLETED"}'))
+    url = await serve_app(
+        ws_app('{"status":"VERIFYING","percentage":99.5}', '{"status":"COMPLETED"}')
+    )
     async with AsyncPiecesClient(url) as client:
         events = [event async for event in client.download_progress("m")]
     assert events[0].status == "VERIFYING" and not events[0].is_terminal
@@ -233,7 +241,11 @@ async def test_unknown_status_passes_through(serve_app: ServeApp) -> None:
 
 @pytest.mark.parametrize(
     ("frame", "where"),
-    [("not json", "malformed"), ('{"percentage":"half"}', "$.percentage"), ("[1]", "Expected `object`")],
+    [
+        ("not json", "malformed"),
+        ('{"percentage":"half"}', "$.percentage"),
+        ("[1]", "Expected `object`"),
+    ],
 )
 async def test_a_bad_frame_is_a_decode_error(serve_app: ServeApp, frame: str, where: str) -> None:
     url = await serve_app(ws_app('{"status":"INITIALIZED"}', frame))

@@ -95,7 +95,7 @@ def test_unset_optional_fields_are_not_sent_as_null() -> None:
         name="mine",
         version="1",
         cloud=False,
-        created=GroupedTimestamp(value=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)),
+        created=GroupedTimestamp(value=dt.datetime(2025, 1, 1, tzinfo=dt.UTC)),
         type=ModelTypeEnum.SPEED,
         usage=ModelUsageEnum.CODE_CONVERSATION,
     )
@@ -169,14 +169,16 @@ def test_timestamps_are_timezone_aware() -> None:
     stamp = msgspec.json.decode(b'{"value":"2025-03-04T05:06:07+02:00"}', type=GroupedTimestamp)
     assert stamp.value.utcoffset() == dt.timedelta(hours=2)
     naive = msgspec.json.decode(b'{"value":"2025-03-04T05:06:07"}', type=GroupedTimestamp)
-    assert naive.value.tzinfo is dt.timezone.utc
-    assert GroupedTimestamp(value=dt.datetime(2025, 1, 1)).value.tzinfo is dt.timezone.utc
+    assert naive.value.tzinfo is dt.UTC
+    assert GroupedTimestamp(value=dt.datetime(2025, 1, 1)).value.tzinfo is dt.UTC
 
 
 @pytest.mark.parametrize(
     "obj",
     [
-        ByteDescriptor(value=1, readable="1 B", schema=EmbeddedModelSchema(migration=0, semantic="X")),
+        ByteDescriptor(
+            value=1, readable="1 B", schema=EmbeddedModelSchema(migration=0, semantic="X")
+        ),
         ModelCapabilities(images=True),
         Score(manual=1, automatic=0, searched=2),
         ReferencedModel(id="m"),

@@ -42,31 +42,65 @@ _LOCAL_LLMS: list[tuple[str, str, str, float, float, float, int, str, bool]] = [
     ("Granite 8B Code Instruct", "GRANITE_8B", "IBM", 8.1, 4.6, 6.0, 4_096, "q4f16_1", False),
     ("Granite 3B Code Instruct", "GRANITE_3B", "IBM", 3.5, 2.0, 2.9, 2_048, "q4f16_1", True),
     ("StarCoder 15.5B", "STARCODER_15.5B", "BIGCODE", 15.5, 8.9, 11.2, 8_192, "q4f16_1", False),
-    ("Qwen2.5 Coder 7B", "QWEN_CODER_LATEST", "HUGGING_FACE", 7.6, 4.4, 5.9, 32_768, "q4f16_1", False),
+    (
+        "Qwen2.5 Coder 7B",
+        "QWEN_CODER_LATEST",
+        "HUGGING_FACE",
+        7.6,
+        4.4,
+        5.9,
+        32_768,
+        "q4f16_1",
+        False,
+    ),
 ]
 # name, foundation, provider, usage, file MiB, ram MiB, description
 _SMALL_MODELS: list[tuple[str, str, str, str, int, int, str]] = [
     ("Pieces OCR", "T5", "PIECES", "OCR", 96, 210, "Reads code and text out of screenshots."),
     ("Pieces Video OCR", "T5", "PIECES", "VIDEO_OCR", 120, 260, "Reads code out of video frames."),
-    ("Code Classifier", "FAST_TEXT", "PIECES", "CODE_CLASSIFICATION", 34, 80,
-     "Tells which programming language a snippet is written in."),
-    ("Text vs Code", "FAST_TEXT", "PIECES", "TEXT_VS_CODE", 12, 40,
-     "Tells prose from code."),
-    ("Text vs Code Segmentation", "DISTILROBERTA", "HUGGING_FACE", "TEXT_VS_CODE_SEGMENTATION",
-     310, 520, "Splits mixed text into prose and code segments."),
-    ("Jina Embeddings v2 Code", "UNIXCODER", "JINA", "TEXT_EMBEDDING", 320, 640,
-     "Embeds code and text for semantic search."),
-    ("Potion Embeddings", "POTION", "MINISHLABS", "TEXT_EMBEDDING", 30, 64,
-     "A tiny static embedding model for fast local search."),
+    (
+        "Code Classifier",
+        "FAST_TEXT",
+        "PIECES",
+        "CODE_CLASSIFICATION",
+        34,
+        80,
+        "Tells which programming language a snippet is written in.",
+    ),
+    ("Text vs Code", "FAST_TEXT", "PIECES", "TEXT_VS_CODE", 12, 40, "Tells prose from code."),
+    (
+        "Text vs Code Segmentation",
+        "DISTILROBERTA",
+        "HUGGING_FACE",
+        "TEXT_VS_CODE_SEGMENTATION",
+        310,
+        520,
+        "Splits mixed text into prose and code segments.",
+    ),
+    (
+        "Jina Embeddings v2 Code",
+        "UNIXCODER",
+        "JINA",
+        "TEXT_EMBEDDING",
+        320,
+        640,
+        "Embeds code and text for semantic search.",
+    ),
+    (
+        "Potion Embeddings",
+        "POTION",
+        "MINISHLABS",
+        "TEXT_EMBEDDING",
+        30,
+        64,
+        "A tiny static embedding model for fast local search.",
+    ),
     ("Tagify Code", "FAST_TEXT", "PIECES", "TAGIFY_CODE", 48, 96, "Suggests tags for a snippet."),
 ]
 
 
 def _bytes(value: int) -> dict[str, Any]:
-    if value >= _GIB:
-        readable = f"{value / _GIB:.1f} GB"
-    else:
-        readable = f"{value / _MIB:.0f} MB"
+    readable = f"{value / _GIB:.1f} GB" if value >= _GIB else f"{value / _MIB:.0f} MB"
     return {"value": value, "readable": readable}
 
 
@@ -76,7 +110,7 @@ def _timestamp(day: int) -> dict[str, Any]:
     return {"value": value, "readable": f"{day_of_month} {_MONTHS[month - 1]} 2025"}
 
 
-_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
 def _id(name: str) -> str:
@@ -155,9 +189,7 @@ def default_catalog() -> list[dict[str, Any]]:
                 "schema": _SCHEMA,
             }
         )
-    for n, (name, foundation, provider, usage, file_mib, ram_mib, desc) in enumerate(
-        _SMALL_MODELS
-    ):
+    for n, (name, foundation, provider, usage, file_mib, ram_mib, desc) in enumerate(_SMALL_MODELS):
         models.append(
             {
                 "id": _id(name),

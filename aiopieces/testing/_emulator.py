@@ -88,6 +88,8 @@ class PiecesOSEmulator:
             self.add_model(item)
         #: Every request received, as (method, raw path): what really reached the server.
         self.requests: list[tuple[str, str]] = []
+        #: The body of every request that had one, as (raw path, body).
+        self.request_bodies: list[tuple[str, bytes]] = []
         self._subscribers: dict[str, set[web.WebSocketResponse]] = {}
         self._subscribers_changed = asyncio.Condition()
         self._downloads: dict[str, _Download] = {}
@@ -133,7 +135,9 @@ class PiecesOSEmulator:
                 lambda: self.subscriber_count(model_id) == count
             )
 
-    async def _subscribers_update(self, model_id: str, ws: web.WebSocketResponse, add: bool) -> None:
+    async def _subscribers_update(
+        self, model_id: str, ws: web.WebSocketResponse, add: bool
+    ) -> None:
         subscribers = self._subscribers.setdefault(model_id, set())
         if add:
             subscribers.add(ws)
@@ -224,9 +228,11 @@ class PiecesOSEmulator:
     def _json(obj: Any, status: int = 200) -> web.Response:
         return web.Response(body=_ENCODE(obj), status=status, content_type="application/json")
 
-    @staticmethod
-    async def _body(request: web.Request, decoder: msgspec.json.Decoder[Any]) -> dict[str, Any]:
+    async def _body(
+        self, request: web.Request, decoder: msgspec.json.Decoder[Any]
+    ) -> dict[str, Any]:
         data = await request.read()
+        self.request_bodies.append((request.raw_path, data))
         try:
             decoder.decode(data)
             raw = _DECODE_ANY.decode(data)

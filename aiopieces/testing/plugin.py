@@ -16,8 +16,10 @@ from ._emulator import PiecesOSEmulator
 
 try:
     import pytest_asyncio
+
+    _HAVE_PYTEST_ASYNCIO = True
 except ImportError:  # pragma: no cover - the fixtures then explain what is missing
-    pytest_asyncio = None
+    _HAVE_PYTEST_ASYNCIO = False
 
 __all__ = ["pieces_client", "pieces_emulator", "pieces_emulator_options"]
 
@@ -28,7 +30,7 @@ def pieces_emulator_options() -> dict[str, Any]:
     return {}
 
 
-if pytest_asyncio is not None:
+if _HAVE_PYTEST_ASYNCIO:
 
     @pytest_asyncio.fixture
     async def pieces_emulator(

@@ -1,0 +1,52 @@
+"""Automation: `nox -s tests` (what CI runs), `demo`, `lint`, `typecheck`, `examples`, `bench`."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite (pytest exits 5 when it collects nothing: a failure here)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Walk a model lifecycle; starts the bundled emulator when no PiecesOS answers."""
+    session.install("-e", ".[cli]")
+    session.run("python", "-m", "aiopieces", "demo", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package and the examples."""
+    session.install("-e", ".[test]", "mypy>=1.10")
+    session.run("mypy", "--strict", "aiopieces", "examples")
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """Run every example against the emulator."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "tests/test_examples.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the official SDK and raw aiohttp; prints medians and ratios."""
+    session.install("-e", ".[test]", "psutil")
+    session.run("python", "-m", "bench", *session.posargs)

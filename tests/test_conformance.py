@@ -1,0 +1,214 @@
+"""The emulator and our client, proven against the official `pieces-os-client` 5.0.1.
+
+The official SDK is a test-only oracle nobody here wrote: its pydantic models judge every
+body and frame the emulator sends and every body our client sends, and its own
+synchronous client (run in a worker thread) must get the values our client gets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import anyio
+import msgspec
+import pytest
+from pieces_os_client.api.model_api import ModelApi
+from pieces_os_client.api.models_api import ModelsApi
+from pieces_os_client.api_client import ApiClient
+from pieces_os_client.configuration import Configuration
+from pieces_os_client.models.model import Model as OfficialModel
+from pieces_os_client.models.model_delete_cache_input import (
+    ModelDeleteCacheInput as OfficialCacheInput,
+)
+from pieces_os_client.models.model_delete_cache_output import (
+    ModelDeleteCacheOutput as OfficialCacheOutput,
+)
+from pieces_os_client.models.model_download_progress import (
+    ModelDownloadProgress as OfficialProgress,
+)
+from pieces_os_client.models.models import Models as OfficialModels
+from pieces_os_client.models.seeded_model import SeededModel as OfficialSeededModel
+
+from aiopieces import AsyncPiecesClient, Model, ModelDeleteCacheInput, SeededModel
+from aiopieces.testing import PiecesOSEmulator
+
+from .test_client import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, model_id, seeded
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def comparable(value: Any) -> Any:
+    """Plain data for comparing an official pydantic model with one of ours."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    elif isinstance(value, msgspec.Struct):
+        value = msgspec.to_builtins(value, builtin_types=(dt.datetime,))
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value  # enum members of either side become their plain value
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc)
+    return value
+
+
+async def test_every_body_and_frame_of_a_lifecycle_validates(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    """Drive the emulator with raw HTTP and judge each answer with the official models."""
+    url = pieces_emulator.url
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    checked: list[str] = []
+
+    async with aiohttp.ClientSession() as http:
+
+        async def call(
+            method: str, path: str, parse: Callable[[str], Any], body: Any = None
+        ) -> Any:
+            data = None if body is None else msgspec.json.encode(body)
+            async with http.request(method, url + path, data=data) as resp:
+                assert resp.status == 200, await resp.text()
+                text = await resp.text()
+            parsed = parse(text)
+            assert parsed is not None
+            checked.append(f"{method} {path.replace(target, '{model}')}")
+            return parsed
+
+        models = await call("GET", "/models", OfficialModels.from_json)
+        assert len(models.iterable) == len(pieces_emulator.models)
+        await call("GET", f"/model/{target}", OfficialModel.from_json)
+
+        frames: list[str] = []
+        async with http.ws_connect(f"{url}/model/{target}/download/progress") as ws:
+            await call("POST", f"/model/{target}/download", OfficialModel.from_json)
+            async for msg in ws:
+                frames.append(msg.data)
+                if OfficialProgress.from_json(msg.data).status in {
+                    "COMPLETED",
+                    "FAILED",
+                    "CANCELED",
+                }:
+                    break
+        assert [OfficialProgress.from_json(f).status for f in frames][-1] == "COMPLETED"
+
+        await call("POST", f"/model/{target}/download/cancel", OfficialModel.from_json)
+        await call("POST", f"/model/{target}/load", OfficialModel.from_json)
+        await call("POST", f"/model/{target}/unload", OfficialModel.from_json)
+        created = await call(
+            "POST",
+            "/models/create",
+            OfficialModel.from_json,
+            msgspec.to_builtins(seeded()),
+        )
+        created.description = "changed"
+        await call("POST", "/model/update", OfficialModel.from_json, created.to_dict())
+        await call("POST", f"/models/{target}/delete/cache", OfficialCacheOutput.from_json, {})
+        async with http.post(f"{url}/models/{created.id}/delete") as resp:
+            assert resp.status == 204 and await resp.read() == b""
+        async with http.post(f"{url}/models/unload") as resp:
+            assert resp.status == 204 and await resp.read() == b""
+
+    assert len(checked) == 9
+
+
+async def test_cancel_frames_validate(pieces_emulator: PiecesOSEmulator) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=50)
+    frames: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{pieces_emulator.url}/model/{target}/download/progress") as ws:
+            await http.post(f"{pieces_emulator.url}/model/{target}/download")
+            async for msg in ws:
+                frames.append(msg.data)
+                if OfficialProgress.from_json(msg.data).percentage == 50:
+                    await http.post(f"{pieces_emulator.url}/model/{target}/download/cancel")
+                if OfficialProgress.from_json(msg.data).status == "CANCELED":
+                    break
+    assert [OfficialProgress.from_json(f).status for f in frames][-1] == "CANCELED"
+
+
+async def test_the_official_sdk_gets_what_we_get(pieces_emulator: PiecesOSEmulator) -> None:
+    """Every HTTP endpoint through the official synchronous client, in a worker thread."""
+    api_client = ApiClient(Configuration(host=pieces_emulator.url))
+    model_api, models_api = ModelApi(api_client), ModelsApi(api_client)
+    target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
+    downloadable = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+
+    def official(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return anyio.to_thread.run_sync(lambda: call(*args, **kwargs))
+
+    try:
+        async with AsyncPiecesClient(pieces_emulator.url) as ours:
+            assert comparable(await official(models_api.models_snapshot)) == comparable(
+                await ours.list_models()
+            )
+            assert comparable(
+                await official(model_api.models_specific_model_snapshot, target)
+            ) == comparable(await ours.get_model(target))
+
+            loaded = await official(model_api.model_specific_model_load, target)
+            assert loaded.loaded and comparable(loaded) == comparable(await ours.get_model(target))
+            unloaded = await official(model_api.model_specific_model_unload, target)
+            assert not unloaded.loaded
+            assert comparable(unloaded) == comparable(await ours.load_model(target)) | {
+                "loaded": False
+            }
+            await official(models_api.unload_models)
+            assert not (await ours.get_model(target)).loaded
+
+            pieces_emulator.hold_downloads(at_percentage=30)
+            started = await official(model_api.model_specific_model_download, downloadable)
+            assert started.downloading
+            canceled = await official(model_api.model_specific_model_download_cancel, downloadable)
+            assert not canceled.downloading and not canceled.downloaded
+            assert comparable(canceled) == comparable(await ours.get_model(downloadable))
+            pieces_emulator.release_downloads()
+
+            seed = OfficialSeededModel.from_json(msgspec.json.encode(seeded()).decode())
+            created = await official(models_api.models_create_new_model, seeded_model=seed)
+            assert created.custom
+            assert comparable(created) == comparable(await ours.create_model(seeded()))
+            created.description = "updated by the official SDK"
+            updated = await official(model_api.model_update, model=created)
+            assert comparable(updated) == comparable(await ours.get_model(created.id))
+
+            cache = await official(
+                models_api.models_delete_specific_model_cache,
+                target,
+                model_delete_cache_input=OfficialCacheInput(),
+            )
+            ours_cache = await ours.delete_model_cache(target, ModelDeleteCacheInput())
+            assert comparable(cache) == comparable(ours_cache)
+
+            await official(models_api.models_delete_specific_model, created.id)
+            assert created.id not in pieces_emulator.models
+    finally:
+        api_client.rest_client.pool_manager.clear()
+
+
+async def test_every_body_our_client_sends_validates(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    created = await pieces_client.create_model(seeded(description="x", unique="mine"))
+    created.description = "y"
+    await pieces_client.update_model(created)
+    await pieces_client.delete_model_cache(
+        model_id(pieces_emulator, LOCAL_DOWNLOADED), ModelDeleteCacheInput()
+    )
+    parsers: dict[str, tuple[Callable[[str], Any], type[msgspec.Struct]]] = {
+        "/models/create": (OfficialSeededModel.from_json, SeededModel),
+        "/model/update": (OfficialModel.from_json, Model),
+    }
+    cache_parser = (OfficialCacheInput.from_json, ModelDeleteCacheInput)
+    assert len(pieces_emulator.request_bodies) == 3
+    for path, body in pieces_emulator.request_bodies:
+        official_parse, our_type = parsers.get(path, cache_parser)
+        # Nothing was lost or renamed on the way: the official model reads what we meant.
+        ours = msgspec.json.decode(body, type=our_type)
+        assert comparable(official_parse(body.decode())) == comparable(ours)
