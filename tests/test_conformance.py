@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -33,10 +34,16 @@ from pieces_os_client.models.model_download_progress import (
 from pieces_os_client.models.models import Models as OfficialModels
 from pieces_os_client.models.seeded_model import SeededModel as OfficialSeededModel
 
-from aiopieces import AsyncPiecesClient, Model, ModelDeleteCacheInput, SeededModel
-from aiopieces.testing import PiecesOSEmulator
+from aiopieces import (
+    AsyncPiecesClient,
+    Model,
+    ModelDeleteCacheInput,
+    ModelNotFoundError,
+    SeededModel,
+)
+from aiopieces.testing import PiecesOSEmulator, default_catalog
 
-from .test_client import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, model_id, seeded
+from .test_client import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -54,7 +61,7 @@ def comparable(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value  # enum members of either side become their plain value
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc)
+        return value.astimezone(dt.UTC)
     return value
 
 
@@ -118,33 +125,62 @@ async def test_every_body_and_frame_of_a_lifecycle_validates(
 
 
 async def test_cancel_frames_validate(pieces_emulator: PiecesOSEmulator) -> None:
+    url = pieces_emulator.url
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
     pieces_emulator.hold_downloads(at_percentage=50)
     frames: list[str] = []
-    async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(f"{pieces_emulator.url}/model/{target}/download/progress") as ws:
-            await http.post(f"{pieces_emulator.url}/model/{target}/download")
-            async for msg in ws:
-                frames.append(msg.data)
-                if OfficialProgress.from_json(msg.data).percentage == 50:
-                    await http.post(f"{pieces_emulator.url}/model/{target}/download/cancel")
-                if OfficialProgress.from_json(msg.data).status == "CANCELED":
-                    break
+    http = aiohttp.ClientSession()
+    async with http, http.ws_connect(f"{url}/model/{target}/download/progress") as ws:
+        async with http.post(f"{url}/model/{target}/download") as resp:
+            assert resp.status == 200
+        async for msg in ws:
+            frames.append(msg.data)
+            event = OfficialProgress.from_json(msg.data)
+            if event.percentage == 50:
+                async with http.post(f"{url}/model/{target}/download/cancel") as resp:
+                    assert resp.status == 200
+            if event.status == "CANCELED":
+                break
     assert [OfficialProgress.from_json(f).status for f in frames][-1] == "CANCELED"
 
 
-async def test_the_official_sdk_gets_what_we_get(pieces_emulator: PiecesOSEmulator) -> None:
-    """Every HTTP endpoint through the official synchronous client, in a worker thread."""
-    api_client = ApiClient(Configuration(host=pieces_emulator.url))
-    model_api, models_api = ModelApi(api_client), ModelsApi(api_client)
-    target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
-    downloadable = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+async def test_bad_request_bodies_answer_errors_not_crashes(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    url = pieces_emulator.url
+    async with aiohttp.ClientSession() as http:
+        for path, body in [
+            ("/models/create", b"{not json"),
+            ("/models/create", b'{"name": 1}'),
+            ("/models/create", b""),
+            ("/model/update", b"[]"),
+            ("/model/update", b'{"id": "x"}'),
+        ]:
+            async with http.post(url + path, data=body) as resp:
+                assert resp.status == 400
+                assert resp.content_type == "text/plain"
+                assert "invalid request body" in await resp.text()
+        async with http.head(url + "/.well-known/health") as resp:
+            assert resp.status == 200
+        async with http.get(url + "/models") as resp:
+            assert resp.status == 200  # still serving
 
-    def official(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return anyio.to_thread.run_sync(lambda: call(*args, **kwargs))
+
+async def official_and_ours_agree(url: str, target: str, downloadable: str) -> None:
+    """Every HTTP endpoint through the official synchronous client (in a worker thread)
+    and through ours; both must see the same values.
+
+    `target` is a downloaded local LLM; `downloadable` a local model not downloaded,
+    whose download must still be running when it is canceled.
+    """
+    api_client = ApiClient(Configuration(host=url))
+    model_api, models_api = ModelApi(api_client), ModelsApi(api_client)
+
+    async def official(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(lambda: call(*args, **kwargs))
 
     try:
-        async with AsyncPiecesClient(pieces_emulator.url) as ours:
+        async with AsyncPiecesClient(url) as ours:
             assert comparable(await official(models_api.models_snapshot)) == comparable(
                 await ours.list_models()
             )
@@ -162,13 +198,11 @@ async def test_the_official_sdk_gets_what_we_get(pieces_emulator: PiecesOSEmulat
             await official(models_api.unload_models)
             assert not (await ours.get_model(target)).loaded
 
-            pieces_emulator.hold_downloads(at_percentage=30)
             started = await official(model_api.model_specific_model_download, downloadable)
             assert started.downloading
             canceled = await official(model_api.model_specific_model_download_cancel, downloadable)
             assert not canceled.downloading and not canceled.downloaded
             assert comparable(canceled) == comparable(await ours.get_model(downloadable))
-            pieces_emulator.release_downloads()
 
             seed = OfficialSeededModel.from_json(msgspec.json.encode(seeded()).decode())
             created = await official(models_api.models_create_new_model, seeded_model=seed)
@@ -187,9 +221,44 @@ async def test_the_official_sdk_gets_what_we_get(pieces_emulator: PiecesOSEmulat
             assert comparable(cache) == comparable(ours_cache)
 
             await official(models_api.models_delete_specific_model, created.id)
-            assert created.id not in pieces_emulator.models
+            with pytest.raises(ModelNotFoundError):
+                await ours.get_model(created.id)
     finally:
         api_client.rest_client.pool_manager.clear()
+
+
+async def test_the_official_sdk_gets_what_we_get(pieces_emulator: PiecesOSEmulator) -> None:
+    pieces_emulator.hold_downloads(at_percentage=30)
+    await official_and_ours_agree(
+        pieces_emulator.url,
+        model_id(pieces_emulator, LOCAL_DOWNLOADED),
+        model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED),
+    )
+    pieces_emulator.release_downloads()
+
+
+async def test_the_standalone_emulator_serves_both_clients() -> None:
+    """`python -m aiopieces.testing --port P`, as a developer would start it."""
+    port = free_port()
+    command = [sys.executable, "-m", "aiopieces.testing", "--port", str(port)]
+    # Downloads crawl, so the cancel below always finds one running.
+    command += ["--download-interval", "60"]
+    async with await anyio.open_process(command) as process:
+        try:
+            assert process.stdout is not None
+            banner = await process.stdout.receive()  # printed once it is listening
+            url = f"http://127.0.0.1:{port}"
+            assert url in banner.decode()
+            catalog = {m["name"]: m["id"] for m in default_catalog()}
+            await official_and_ours_agree(
+                url, catalog[LOCAL_DOWNLOADED], catalog[LOCAL_NOT_DOWNLOADED]
+            )
+            async with AsyncPiecesClient(url) as ours:
+                first = await anext(aiter(ours.download(catalog[LOCAL_NOT_DOWNLOADED])))
+                assert first.status == "INITIALIZED"
+        finally:
+            process.terminate()
+            await process.wait()
 
 
 async def test_every_body_our_client_sends_validates(

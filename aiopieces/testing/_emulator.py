@@ -167,7 +167,10 @@ class PiecesOSEmulator:
             ("POST", "/model/{model}/unload", self._unload),
         ]
         for method, path, handler in routes:
-            app.router.add_route(method, path, handler)
+            if method == "GET":
+                app.router.add_get(path, handler)  # and HEAD, as PiecesOS answers both
+            else:
+                app.router.add_route(method, path, handler)
         app.on_shutdown.append(self._on_shutdown)
         return app
 
