@@ -107,7 +107,9 @@ async def show_download(
     last: ModelDownloadProgress | None = None
     if as_json:
         async for event in client.download(model.id, cancel_on_exit=True):
-            _emit_json(event)
+            # One compact object a line (JSON Lines), so a pipe can follow the stream.
+            sys.stdout.write(msgspec.json.encode(event).decode() + "\n")
+            sys.stdout.flush()
             last = event
         return last
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
