@@ -87,6 +87,7 @@ class AsyncPiecesClient:
         """Configure the client; nothing connects before `async with` (or `open()`)."""
         self._conn = _Connection(base_url, session, owns_session=session is None)
         self._timeout = Timeout.coerce(timeout)
+        self._aiohttp_timeout = self._timeout.to_aiohttp()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -113,7 +114,7 @@ class AsyncPiecesClient:
         if conn.session is None:
             conn.session = aiohttp.ClientSession(
                 headers=_HEADERS,
-                timeout=self._timeout.to_aiohttp(),
+                timeout=self._aiohttp_timeout,
                 connector=aiohttp.TCPConnector(limit=100),
             )
         conn.state = "open"
@@ -146,6 +147,7 @@ class AsyncPiecesClient:
         view = object.__new__(AsyncPiecesClient)
         view._conn = self._conn
         view._timeout = Timeout.coerce(timeout)
+        view._aiohttp_timeout = view._timeout.to_aiohttp()
         return view
 
     # -- the Models API ----------------------------------------------------------
@@ -251,7 +253,7 @@ class AsyncPiecesClient:
                 url,
                 data=data,
                 headers=headers,
-                timeout=self._timeout.to_aiohttp(),
+                timeout=self._aiohttp_timeout,
             ) as resp:
                 payload = await read_body(resp)
                 status = resp.status

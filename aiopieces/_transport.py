@@ -95,10 +95,12 @@ def decode(decoder: msgspec.json.Decoder[T], data: bytes | str, what: str) -> T:
 
 async def read_body(resp: aiohttp.ClientResponse, limit: int = MAX_RESPONSE_BYTES) -> bytes:
     """Read a response body, refusing one larger than `limit` bytes."""
-    if resp.content_length is not None and resp.content_length > limit:
-        raise PiecesDecodeError(
-            f"{resp.method} {resp.url}: body of {resp.content_length} bytes exceeds {limit}"
-        )
+    if resp.content_length is not None:
+        if resp.content_length > limit:
+            raise PiecesDecodeError(
+                f"{resp.method} {resp.url}: body of {resp.content_length} bytes exceeds {limit}"
+            )
+        return await resp.read()  # the common case: a known, acceptable length
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_any():

@@ -43,8 +43,11 @@ __all__ = [
 Number = int | float
 
 
-class WireType(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel"):
+class WireType(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel", gc=False):
     """Base of every PiecesOS wire type: keyword construction, camelCase JSON names."""
+
+    # gc=False: wire types hold data, never cycles, so the garbage collector need not
+    # track them; decoding a large /models body then runs no collection at all.
 
 
 class EmbeddedModelSchema(WireType):

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import logging
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,9 @@ _DECODE_ANY = msgspec.json.Decoder()
 #: The fields that make two models the same model: a create that matches an
 #: existing model on all of them returns that model instead of adding a duplicate.
 DUPLICATE_KEY_FIELDS = ("name", "version", "cloud", "unique")
+
+#: How many requests the emulator remembers, so that a long-running one stays small.
+_RECORDED = 1000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -86,10 +90,10 @@ class PiecesOSEmulator:
         self.models: dict[str, dict[str, Any]] = {}
         for item in default_catalog() if catalog is None else catalog:
             self.add_model(item)
-        #: Every request received, as (method, raw path): what really reached the server.
-        self.requests: list[tuple[str, str]] = []
-        #: The body of every request that had one, as (raw path, body).
-        self.request_bodies: list[tuple[str, bytes]] = []
+        #: The latest requests received, as (method, raw path): what reached the server.
+        self.requests: deque[tuple[str, str]] = deque(maxlen=_RECORDED)
+        #: The latest bodies received, as (raw path, body).
+        self.request_bodies: deque[tuple[str, bytes]] = deque(maxlen=_RECORDED)
         self._subscribers: dict[str, set[web.WebSocketResponse]] = {}
         self._subscribers_changed = asyncio.Condition()
         self._downloads: dict[str, _Download] = {}

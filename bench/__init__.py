@@ -1,0 +1,1 @@
+"""Benchmarks of aiopieces against its floors (raw aiohttp, untyped msgspec) and the official SDK."""
