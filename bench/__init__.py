@@ -1,1 +1,1 @@
-"""Benchmarks of aiopieces against its floors (raw aiohttp, untyped msgspec) and the official SDK."""
+"""Benchmarks of aiopieces against its floors (raw aiohttp, untyped msgspec) and the SDK."""
