@@ -21,6 +21,7 @@ from ._exceptions import (
     PiecesTimeoutError,
 )
 from ._progress import DownloadProgress
+from ._retry import Retry
 from ._types import (
     ByteDescriptor,
     EmbeddedModelSchema,
@@ -70,6 +71,7 @@ __all__ = [
     "PiecesTimeoutError",
     "ReferencedEntity",
     "ReferencedModel",
+    "Retry",
     "Score",
     "SeededModel",
     "Timeout",

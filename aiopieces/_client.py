@@ -11,9 +11,12 @@ import aiohttp
 import msgspec
 
 from ._config import Timeout, resolve_base_url
-from ._exceptions import PiecesClientStateError
+from ._exceptions import PiecesClientStateError, PiecesError
+from ._merge import merge_into
 from ._progress import DownloadProgress
+from ._retry import Retry, is_retryable, retry_after_failure
 from ._transport import (
+    MAX_RESPONSE_BYTES,
     api_error,
     decode,
     join_url,
@@ -33,6 +36,15 @@ T = TypeVar("T")
 _ENCODER = msgspec.json.Encoder()
 DEFAULT_TIMEOUT = Timeout()
 _HEADERS = {"Accept": "application/json, text/plain", "User-Agent": f"aiopieces/{__version__}"}
+_JSON_BODY = {"Content-Type": "application/json"}
+DEFAULT_RETRY = Retry()
+
+
+class _Unset:
+    """The type of `_UNSET`: an option left as it is."""
+
+
+_UNSET = _Unset()
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class _Endpoint(Generic[T]):
 _MODEL = msgspec.json.Decoder(Model)
 _LIST_MODELS = _Endpoint("GET", "/models", msgspec.json.Decoder(Models), idempotent=True)
 _GET_MODEL = _Endpoint("GET", "/model/{model}", _MODEL, idempotent=True)
+_GET_RAW = _Endpoint("GET", "/model/{model}", msgspec.json.Decoder(dict[str, Any]), idempotent=True)
 _DOWNLOAD = _Endpoint("POST", "/model/{model}/download", _MODEL)
 _CANCEL_DOWNLOAD = _Endpoint("POST", "/model/{model}/download/cancel", _MODEL, idempotent=True)
 _LOAD = _Endpoint("POST", "/model/{model}/load", _MODEL, idempotent=True)
@@ -83,11 +96,20 @@ class AsyncPiecesClient:
         *,
         session: aiohttp.ClientSession | None = None,
         timeout: Timeout | float | None = DEFAULT_TIMEOUT,
+        retry: Retry | None = DEFAULT_RETRY,
+        max_connections: int = 100,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         """Configure the client; nothing connects before `async with` (or `open()`)."""
         self._conn = _Connection(base_url, session, owns_session=session is None)
+        self._max_connections = max_connections
+        self._max_response_bytes = max_response_bytes
+        self._configure(timeout, retry)
+
+    def _configure(self, timeout: Timeout | float | None, retry: Retry | None) -> None:
         self._timeout = Timeout.coerce(timeout)
         self._aiohttp_timeout = self._timeout.to_aiohttp()
+        self._retry = Retry.coerce(retry)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -115,7 +137,7 @@ class AsyncPiecesClient:
             conn.session = aiohttp.ClientSession(
                 headers=_HEADERS,
                 timeout=self._aiohttp_timeout,
-                connector=aiohttp.TCPConnector(limit=100),
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
             )
         conn.state = "open"
 
@@ -142,12 +164,29 @@ class AsyncPiecesClient:
         """The timeouts this client applies."""
         return self._timeout
 
-    def with_timeout(self, timeout: Timeout | float | None) -> AsyncPiecesClient:
-        """A view of this client, sharing its session, that applies other timeouts."""
+    @property
+    def retry(self) -> Retry:
+        """The retry policy this client applies."""
+        return self._retry
+
+    def with_options(
+        self,
+        *,
+        timeout: Timeout | float | _Unset | None = _UNSET,
+        retry: Retry | _Unset | None = _UNSET,
+    ) -> AsyncPiecesClient:
+        """A view of this client, sharing its session and streams, with other options.
+
+        For one call: `await client.with_options(timeout=600).load_model(big_model)`.
+        """
         view = object.__new__(AsyncPiecesClient)
         view._conn = self._conn
-        view._timeout = Timeout.coerce(timeout)
-        view._aiohttp_timeout = view._timeout.to_aiohttp()
+        view._max_connections = self._max_connections
+        view._max_response_bytes = self._max_response_bytes
+        view._configure(
+            self._timeout if isinstance(timeout, _Unset) else timeout,
+            self._retry if isinstance(retry, _Unset) else retry,
+        )
         return view
 
     # -- the Models API ----------------------------------------------------------
@@ -197,8 +236,13 @@ class AsyncPiecesClient:
         return await self._call(_UNLOAD, model_id)
 
     async def update_model(self, model: Model) -> Model:
-        """Update a custom model (`POST /model/update`)."""
-        return await self._call(_UPDATE, body=model)
+        """Update a custom model (`POST /model/update`), keeping what we cannot see.
+
+        The model's fields are merged into the JSON PiecesOS has now, so fields and values
+        this release of aiopieces does not know survive the update instead of being erased.
+        """
+        current = await self._call(_GET_RAW, model.id)
+        return await self._call(_UPDATE, body=merge_into(current, model))
 
     def download_progress(self, model_id: str) -> DownloadProgress:
         """Progress events of a model's download (WS `/model/{model}/download/progress`).
@@ -238,31 +282,53 @@ class AsyncPiecesClient:
         endpoint: _Endpoint[T],
         model_id: str | None = None,
         *,
-        body: msgspec.Struct | None = None,
+        body: msgspec.Struct | dict[str, Any] | None = None,
     ) -> T:
         path = self._path(endpoint.path, model_id)
+        data = None if body is None else _ENCODER.encode(body)
+        try:
+            return await self._send(endpoint, path, data)
+        except PiecesError as exc:
+            if self._retry.attempts == 1 or not is_retryable(exc, endpoint.idempotent, self._retry):
+                raise
+            return await retry_after_failure(
+                exc,
+                lambda: self._send(endpoint, path, data),
+                idempotent=endpoint.idempotent,
+                policy=self._retry,
+                what=f"{endpoint.method} {path}",
+            )
+
+    async def _send(self, endpoint: _Endpoint[T], path: str, data: bytes | None) -> T:
+        """One try of one request: send, read, check the status, decode."""
         session = self._session()
         url = join_url(self.base_url, path)
-        data = None if body is None else _ENCODER.encode(body)
-        headers = None if data is None else {"Content-Type": "application/json"}
-        url_text = str(url)
-        logger.debug("%s %s", endpoint.method, url_text)
-        with translate_errors(endpoint.method, url_text, self._timeout):
-            async with session.request(
-                endpoint.method,
-                url,
-                data=data,
-                headers=headers,
-                timeout=self._aiohttp_timeout,
-            ) as resp:
-                payload = await read_body(resp)
-                status = resp.status
+        headers = None if data is None else _JSON_BODY
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s", endpoint.method, url)
+        try:
+            with translate_errors(endpoint.method, url, self._timeout):
+                async with session.request(
+                    endpoint.method,
+                    url,
+                    data=data,
+                    headers=headers,
+                    timeout=self._aiohttp_timeout,
+                ) as resp:
+                    payload = await read_body(resp, self._max_response_bytes)
+                    status = resp.status
+        except PiecesError:
+            if self._conn.state == "closed":
+                raise PiecesClientStateError(
+                    f"the client was closed while {endpoint.method} {url} was in flight"
+                ) from None
+            raise
         if not 200 <= status < 300:
             text = payload.decode("utf-8", "replace")
-            raise api_error(status, endpoint.method, url_text, text)
+            raise api_error(status, endpoint.method, str(url), text)
         if endpoint.decoder is None:
             return None  # type: ignore[return-value]  # T is None for 204 endpoints
-        return decode(endpoint.decoder, payload, f"{endpoint.method} {url_text}")
+        return decode(endpoint.decoder, payload, f"{endpoint.method} {url}")
 
     def _ws_target(self, model_id: str) -> tuple[aiohttp.ClientSession, str, Any]:
         path = self._path(PROGRESS_PATH, model_id)

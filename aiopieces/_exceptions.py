@@ -32,9 +32,11 @@ class PiecesError(Exception):
 class PiecesConnectionError(PiecesError):
     """PiecesOS could not be reached at the URL tried."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, request_sent: bool = True) -> None:
         self.url = url
         self.reason = reason
+        #: False when the connection itself failed, so PiecesOS never saw the request.
+        self.request_sent = request_sent
         super().__init__(
             f"cannot reach PiecesOS at {url}: {reason}. Is PiecesOS running? "
             "Set the URL with AsyncPiecesClient(base_url) or PIECES_OS_URL."

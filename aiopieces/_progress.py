@@ -18,6 +18,7 @@ from ._exceptions import (
     PiecesError,
     PiecesTimeoutError,
 )
+from ._retry import is_retryable, retry_after_failure
 from ._transport import decode, model_segment, translate_errors, ws_url
 from ._types import ModelDownloadProgress
 
@@ -33,6 +34,10 @@ _PROGRESS = msgspec.json.Decoder(ModelDownloadProgress)
 _NORMAL_CLOSE = frozenset({None, 1000, 1001})
 #: How long closing a WebSocket, or the cancel sent on exit, may take.
 _CLOSE_TIMEOUT = 2.0
+#: Close codes after which a reconnect may work (service restart, try again later).
+_RESTART_CLOSE = frozenset({1012, 1013})
+#: Reconnects one stream may make in all before it gives up.
+MAX_RECONNECTS = 10
 #: Pings keep a dead PiecesOS (or a dropped network) from leaving a consumer waiting.
 _HEARTBEAT = 30.0
 
@@ -66,6 +71,8 @@ class DownloadProgress:
         self._finished = False
         self._abort_reason: str | None = None
         self._iterator: AsyncGenerator[ModelDownloadProgress, None] | None = None
+        #: How many times the socket dropped and was replaced during this stream.
+        self.reconnects = 0
 
     @property
     def model_id(self) -> str:
@@ -103,16 +110,15 @@ class DownloadProgress:
         if self._finished:
             raise PiecesClientStateError("this progress stream has ended; start a new one")
         client = self._client
-        session, _, url = client._ws_target(self._model_id)
-        self._url = str(url)
-        with translate_errors("GET", self._url, client.timeout):
-            self._ws = await session.ws_connect(
-                ws_url(url),
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_CLOSE_TIMEOUT),
-                heartbeat=_HEARTBEAT,
+        self._url = str(client._ws_target(self._model_id)[2])
+        try:
+            await self._connect()
+        except PiecesError as exc:
+            if not is_retryable(exc, True, client.retry) or client.retry.attempts == 1:
+                raise
+            await retry_after_failure(
+                exc, self._connect, idempotent=True, policy=client.retry, what=self._url
             )
-        client._conn.streams.add(self)
-        logger.debug("progress WebSocket open: %s", self._url)
         if self._start_download:
             # The socket is open before the download starts, so no early event is lost.
             try:
@@ -130,6 +136,44 @@ class DownloadProgress:
                     )
                 )
 
+    async def _connect(self) -> None:
+        session, _, url = self._client._ws_target(self._model_id)
+        with translate_errors("GET", self._url, self._client.timeout):
+            self._ws = await session.ws_connect(
+                ws_url(url),
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_CLOSE_TIMEOUT),
+                heartbeat=_HEARTBEAT,
+            )
+        self._client._conn.streams.add(self)
+        logger.debug("progress WebSocket open: %s", self._url)
+
+    async def _reconnect(self, reason: str) -> None:
+        """Replace a dropped socket, with the client's retry policy; give up with an error."""
+        policy = self._client.retry
+        self.reconnects += 1
+        dropped = f"the progress WebSocket dropped ({reason}) before a terminal status"
+        old, self._ws = self._ws, None
+        if old is not None:
+            with anyio.CancelScope(shield=True):
+                await old.close()
+        if policy.attempts == 1 or self.reconnects > MAX_RECONNECTS:
+            raise PiecesConnectionError(
+                self._url, f"{dropped}; gave up after {self.reconnects - 1} reconnects"
+            )
+        logger.debug("%s: reconnecting (%d)", dropped, self.reconnects)
+        try:
+            await retry_after_failure(
+                PiecesConnectionError(self._url, dropped),
+                self._connect,
+                idempotent=True,
+                policy=policy,
+                what=self._url,
+            )
+        except PiecesError as exc:
+            raise PiecesConnectionError(
+                self._url, f"{dropped}, and reconnecting failed: {exc}"
+            ) from None
+
     async def _events(self) -> AsyncGenerator[ModelDownloadProgress, None]:
         try:
             await self._open()
@@ -146,41 +190,45 @@ class DownloadProgress:
             await self._close()
 
     async def _receive(self) -> ModelDownloadProgress | None:
-        ws = self._ws
-        if ws is None:
-            self._raise_if_aborted()
-            return None
         idle = self._client.timeout.ws_idle
-        try:
-            msg = await ws.receive(timeout=idle)
-        except TimeoutError:
-            raise PiecesTimeoutError(
-                f"no progress event for {idle} s on {self._url} (ws_idle timeout)"
-            ) from None
-        self._raise_if_aborted()
-        if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-            return decode(_PROGRESS, msg.data, f"progress frame from {self._url}")
-        if msg.type == aiohttp.WSMsgType.ERROR:
-            if isinstance(msg.data, TimeoutError):
-                raise PiecesTimeoutError(f"PiecesOS stopped answering pings on {self._url}")
-            raise PiecesConnectionError(self._url, f"the progress WebSocket failed ({msg.data})")
-        if msg.type == aiohttp.WSMsgType.CLOSE and msg.data not in _NORMAL_CLOSE:
-            reason = f": {msg.extra}" if msg.extra else ""
-            raise PiecesConnectionError(
-                self._url, f"the progress WebSocket was closed with code {msg.data}{reason}"
-            )
-        self._finished = True
-        return None  # closed by the server
+        while True:
+            ws = self._ws
+            if ws is None:
+                self._raise_if_aborted()
+                return None
+            try:
+                msg = await ws.receive(timeout=idle)
+            except TimeoutError:
+                raise PiecesTimeoutError(
+                    f"no progress event for {idle} s on {self._url} (ws_idle timeout)"
+                ) from None
+            self._raise_if_aborted()
+            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                return decode(_PROGRESS, msg.data, f"progress frame from {self._url}")
+            if msg.type == aiohttp.WSMsgType.CLOSE and msg.data in _NORMAL_CLOSE:
+                self._finished = True
+                return None  # closed by the server
+            if msg.type == aiohttp.WSMsgType.CLOSE and msg.data not in _RESTART_CLOSE:
+                extra = f": {msg.extra}" if msg.extra else ""
+                raise PiecesConnectionError(
+                    self._url, f"the progress WebSocket was closed with code {msg.data}{extra}"
+                )
+            # Dropped (no close frame, an error, a dead peer) or a server restarting.
+            if msg.type == aiohttp.WSMsgType.ERROR:
+                reason = f"{type(msg.data).__name__}: {msg.data}"
+            else:
+                reason = f"close code {ws.close_code if msg.data is None else msg.data}"
+            await self._reconnect(reason)
 
     def _raise_if_aborted(self) -> None:
         if self._abort_reason is not None:
             raise PiecesClientStateError(self._abort_reason)
 
     async def _close(self) -> None:
+        self._client._conn.streams.discard(self)
         ws, self._ws = self._ws, None
         if ws is None:
             return
-        self._client._conn.streams.discard(self)
         must_cancel = (
             self._cancel_on_exit
             and self._download_started

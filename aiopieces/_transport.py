@@ -49,39 +49,45 @@ def api_error(status: int, method: str, url: str, body: str) -> PiecesAPIError:
 
 
 @contextlib.contextmanager
-def translate_errors(method: str, url: str, timeout: Timeout) -> Iterator[None]:
+def translate_errors(method: str, target: str | yarl.URL, timeout: Timeout) -> Iterator[None]:
     """Turn aiohttp and OS errors raised inside into the matching `PiecesError`."""
     try:
         yield
     except PiecesError:
         raise
-    except aiohttp.WSServerHandshakeError as exc:
-        raise api_error(exc.status, method, url, exc.message) from None
-    except aiohttp.ConnectionTimeoutError:
-        raise PiecesTimeoutError(
+    except Exception as exc:
+        raise to_pieces_error(exc, method, str(target), timeout) from None
+
+
+def to_pieces_error(exc: Exception, method: str, url: str, timeout: Timeout) -> Exception:
+    """The `PiecesError` for an aiohttp or OS error; any other error is returned unchanged."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return api_error(exc.status, method, url, exc.message)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return PiecesTimeoutError(
             f"{method} {url}: no connection within {timeout.connect} s (connect timeout)"
-        ) from None
-    except aiohttp.SocketTimeoutError:
-        raise PiecesTimeoutError(
-            f"{method} {url}: no data for {timeout.read} s (read timeout)"
-        ) from None
-    except TimeoutError:
-        raise PiecesTimeoutError(
+        )
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return PiecesTimeoutError(f"{method} {url}: no data for {timeout.read} s (read timeout)")
+    if isinstance(exc, TimeoutError):
+        return PiecesTimeoutError(
             f"{method} {url}: no complete answer within {timeout.total} s (total timeout)"
-        ) from None
-    except aiohttp.ClientConnectorError as exc:
-        raise PiecesConnectionError(url, str(exc.os_error.strerror or exc)) from None
-    except aiohttp.ClientResponseError as exc:
-        # Raised by aiohttp itself (for example on too many redirects), not by us.
-        raise PiecesConnectionError(url, f"{type(exc).__name__}: {exc.message}") from None
-    except (aiohttp.ClientError, OSError) as exc:
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # The connection itself failed: PiecesOS never saw the request.
+        reason = exc.os_error.strerror or str(exc)
+        return PiecesConnectionError(url, reason, request_sent=False)
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return PiecesConnectionError(url, f"too many redirects ({len(exc.history)})")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return PiecesConnectionError(url, f"{type(exc).__name__}: {exc.message}")
+    if isinstance(exc, aiohttp.ClientError | OSError):
         reason = str(exc) or type(exc).__name__
-        raise PiecesConnectionError(url, f"the connection failed ({reason})") from None
-    except RuntimeError as exc:
-        # aiohttp raises RuntimeError("Session is closed") when the session closed under us.
-        if "closed" in str(exc).lower():
-            raise PiecesClientStateError("the HTTP session is closed") from None
-        raise
+        return PiecesConnectionError(url, f"the connection failed ({reason})")
+    if isinstance(exc, RuntimeError) and "closed" in str(exc).lower():
+        # aiohttp's RuntimeError("Session is closed"): the session closed under us.
+        return PiecesClientStateError("the HTTP session is closed")
+    return exc
 
 
 def decode(decoder: msgspec.json.Decoder[T], data: bytes | str, what: str) -> T:

@@ -288,9 +288,11 @@ async def test_a_given_session_is_used_and_never_closed(pieces_emulator: PiecesO
             assert resp.status == 200
 
 
-async def test_with_timeout_shares_the_session(pieces_client: AsyncPiecesClient) -> None:
-    quick = pieces_client.with_timeout(Timeout(connect=1, read=1, total=5))
+async def test_with_options_shares_the_session(pieces_client: AsyncPiecesClient) -> None:
+    quick = pieces_client.with_options(timeout=Timeout(connect=1, read=1, total=5), retry=None)
     assert quick.timeout.total == 5 and pieces_client.timeout.total is None
+    assert quick.retry.attempts == 1 and pieces_client.retry.attempts == 3
+    assert pieces_client.with_options().timeout == pieces_client.timeout
     await quick.list_models()
 
 
