@@ -48,5 +48,5 @@ def examples(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against the official SDK and raw aiohttp; prints medians and ratios."""
-    session.install("-e", ".[test]", "psutil")
+    session.install("-e", ".[test]")
     session.run("python", "-m", "bench", *session.posargs)

@@ -1,11 +1,14 @@
-"""A minimal PiecesOS-shaped server for the benchmarks, run in its own process.
+"""Minimal PiecesOS-shaped servers for the benchmarks, run in their own process.
 
-`python -m bench._server PORT FRAMES` serves fixed `/models` and `/model/{id}` bodies and a
-progress WebSocket that sends FRAMES `IN-PROGRESS` frames, then `COMPLETED`.
+`python -m bench._server HTTP_PORT WS_PORT FRAMES` serves, on HTTP_PORT, fixed `/models`
+and `/model/{id}` answers from a bare asyncio protocol (so that the server, not the
+clients under test, is never the bottleneck), and on WS_PORT an aiohttp progress
+WebSocket that sends FRAMES `IN-PROGRESS` frames, then `COMPLETED`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import msgspec
@@ -46,7 +49,44 @@ def make_app(frames: int) -> web.Application:
     return app
 
 
-if __name__ == "__main__":
-    port, frames = int(sys.argv[1]), int(sys.argv[2])
+def _response(body: bytes) -> bytes:
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+RESPONSES = {b"/models": _response(MODELS)} | {
+    f"/model/{key}".encode(): _response(value) for key, value in BY_ID.items()
+}
+
+
+class FixedAnswers(asyncio.Protocol):
+    """Keep-alive HTTP/1.1 with prepared answers: GET requests without bodies only."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            path = head.split(b" ", 2)[1]
+            answer = RESPONSES.get(path, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            self.transport.write(answer)  # type: ignore[attr-defined]
+
+
+async def serve(http_port: int, ws_port: int, frames: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(FixedAnswers, "127.0.0.1", http_port)
+    runner = web.AppRunner(make_app(frames), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", ws_port).start()
     print("ready", flush=True)
-    web.run_app(make_app(frames), host="127.0.0.1", port=port, print=None, access_log=None)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
