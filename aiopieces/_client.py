@@ -132,7 +132,10 @@ class AsyncPiecesClient:
             return
         if conn.state == "closed":
             raise PiecesClientStateError("this client is closed; create a new one")
-        conn.base_url = await resolve_base_url(conn.base_url)
+        base_url = await resolve_base_url(conn.base_url)
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"the PiecesOS URL must start with http:// or https://: {base_url!r}")
+        conn.base_url = base_url
         if conn.session is None:
             conn.session = aiohttp.ClientSession(
                 headers=_HEADERS,
@@ -285,7 +288,10 @@ class AsyncPiecesClient:
         body: msgspec.Struct | dict[str, Any] | None = None,
     ) -> T:
         path = self._path(endpoint.path, model_id)
-        data = None if body is None else _ENCODER.encode(body)
+        try:
+            data = None if body is None else _ENCODER.encode(body)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(f"cannot send {type(body).__name__} as JSON: {exc}") from None
         try:
             return await self._send(endpoint, path, data)
         except PiecesError as exc:

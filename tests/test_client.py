@@ -393,3 +393,18 @@ async def test_without_anything_the_seeds_default_is_used(monkeypatch: pytest.Mo
     monkeypatch.delenv("PIECES_OS_URL", raising=False)
     monkeypatch.setattr(_config, "DISCOVERY_PORTS", [free_port()])
     assert await _config.resolve_base_url(None) == "http://localhost:1000"
+
+
+async def test_a_url_without_scheme_is_refused_before_any_io() -> None:
+    with pytest.raises(ValueError, match="http://"):
+        async with AsyncPiecesClient("localhost:39300"):
+            pass
+
+
+async def test_a_body_that_cannot_be_encoded_is_a_type_error(
+    pieces_client: AsyncPiecesClient,
+) -> None:
+    bad = seeded()
+    bad.description = object()  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="cannot send SeededModel as JSON"):
+        await pieces_client.create_model(bad)
