@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -47,8 +46,7 @@ class _Unset:
 _UNSET = _Unset()
 
 
-@dataclass(frozen=True)
-class _Endpoint(Generic[T]):
+class _Endpoint(msgspec.Struct, Generic[T], frozen=True):
     """One HTTP endpoint: method, path template and how to decode its answer."""
 
     method: str
@@ -76,15 +74,14 @@ _UNLOAD_ALL = _Endpoint[None]("POST", "/models/unload", None, idempotent=True)
 PROGRESS_PATH = "/model/{model}/download/progress"
 
 
-@dataclass
-class _Connection:
+class _Connection(msgspec.Struct):
     """What every view of one client shares: the session and the open WebSockets."""
 
     base_url: str | None
     session: aiohttp.ClientSession | None
     owns_session: bool
     state: str = "new"  # new -> open -> closed
-    streams: set[DownloadProgress] = field(default_factory=set)
+    streams: set[DownloadProgress] = msgspec.field(default_factory=set)
 
 
 class AsyncPiecesClient:

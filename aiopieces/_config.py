@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
 
 import aiohttp
 import anyio
+import msgspec
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -27,8 +27,7 @@ DISCOVERY_PORTS = range(39300, 39334)
 URL_ENV_VAR = "PIECES_OS_URL"
 
 
-@dataclass(frozen=True)
-class Timeout:
+class Timeout(msgspec.Struct, frozen=True, kw_only=True):
     """Timeouts in seconds (`None`: no limit) for connect, read, total and WebSocket idle.
 
     A plain float given as `timeout=` sets connect and read. The defaults suit a local
@@ -58,7 +57,7 @@ class Timeout:
 
     def with_total(self, total: float | None) -> Timeout:
         """This timeout with another total."""
-        return replace(self, total=total)
+        return msgspec.structs.replace(self, total=total)
 
     def to_aiohttp(self) -> aiohttp.ClientTimeout:
         """The equivalent aiohttp timeout."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
+import msgspec
 
 from ._exceptions import PiecesAPIError, PiecesConnectionError, PiecesError
 
@@ -18,8 +18,7 @@ logger = logging.getLogger("aiopieces")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Retry:
+class Retry(msgspec.Struct, frozen=True, kw_only=True):
     """How failed requests are retried: attempts, exponential backoff with jitter, a budget.
 
     `Retry(attempts=1)` (or `retry=None` on the client) turns retries off.
@@ -34,7 +33,7 @@ class Retry:
     #: Seconds after the first failure past which no new attempt starts.
     max_elapsed: float = 15.0
     #: Statuses that mean "try again" from a proxy or a restarting PiecesOS.
-    statuses: frozenset[int] = field(default=frozenset({502, 503, 504}))
+    statuses: frozenset[int] = frozenset({502, 503, 504})
 
     def __post_init__(self) -> None:
         if self.attempts < 1:

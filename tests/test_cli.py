@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -141,3 +142,21 @@ async def test_demo_starts_the_emulator_when_nothing_answers() -> None:
         assert step in out, out
     assert "Updated its description" in out and "Deleted custom model" in out
     assert "demo complete" in out
+
+
+async def test_ctrl_c_cancels_the_download_and_exits_cleanly(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=30)
+    command = [sys.executable, "-m", "aiopieces", "--url", pieces_emulator.url, "--json"]
+    async with await anyio.open_process([*command, "download", target]) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = await process.stdout.receive()  # the download is running
+        assert json.loads(first.splitlines()[0])["status"] == "INITIALIZED"
+        process.send_signal(signal.SIGINT)
+        code = await process.wait()
+        err = (await process.stderr.receive()).decode()
+    assert code == 130 and err.strip() == "interrupted"
+    assert ("POST", f"/model/{target}/download/cancel") in pieces_emulator.requests
+    assert not pieces_emulator.model(target).downloading

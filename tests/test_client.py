@@ -408,3 +408,12 @@ async def test_a_body_that_cannot_be_encoded_is_a_type_error(
     bad.description = object()  # type: ignore[assignment]
     with pytest.raises(TypeError, match="cannot send SeededModel as JSON"):
         await pieces_client.create_model(bad)
+
+
+async def test_emulator_latency_meets_the_read_timeout() -> None:
+    async with (
+        PiecesOSEmulator(latency=30) as emulator,
+        AsyncPiecesClient(emulator.url, timeout=Timeout(read=0.1), retry=None) as client,
+    ):
+        with pytest.raises(PiecesTimeoutError, match="read timeout"):
+            await client.list_models()

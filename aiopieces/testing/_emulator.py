@@ -180,7 +180,8 @@ class PiecesOSEmulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on `host:port` (0 picks a free port); returns the base URL."""
-        self._runner = web.AppRunner(self.make_app(), handle_signals=False)
+        # A short grace period: a stand-in's pending answers are not worth a slow teardown.
+        self._runner = web.AppRunner(self.make_app(), handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
