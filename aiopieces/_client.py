@@ -8,12 +8,13 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 import msgspec
+import yarl
 
 from ._config import Timeout, resolve_base_url
 from ._exceptions import PiecesClientStateError, PiecesError
 from ._merge import merge_into
 from ._progress import DownloadProgress
-from ._retry import Retry, is_retryable, retry_after_failure
+from ._retry import Retry, with_retries
 from ._transport import (
     MAX_RESPONSE_BYTES,
     api_error,
@@ -289,18 +290,12 @@ class AsyncPiecesClient:
             data = None if body is None else _ENCODER.encode(body)
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(f"cannot send {type(body).__name__} as JSON: {exc}") from None
-        try:
-            return await self._send(endpoint, path, data)
-        except PiecesError as exc:
-            if self._retry.attempts == 1 or not is_retryable(exc, endpoint.idempotent, self._retry):
-                raise
-            return await retry_after_failure(
-                exc,
-                lambda: self._send(endpoint, path, data),
-                idempotent=endpoint.idempotent,
-                policy=self._retry,
-                what=f"{endpoint.method} {path}",
-            )
+        return await with_retries(
+            lambda: self._send(endpoint, path, data),
+            idempotent=endpoint.idempotent,
+            policy=self._retry,
+            what=f"{endpoint.method} {path}",
+        )
 
     async def _send(self, endpoint: _Endpoint[T], path: str, data: bytes | None) -> T:
         """One try of one request: send, read, check the status, decode."""
@@ -333,7 +328,5 @@ class AsyncPiecesClient:
             return None  # type: ignore[return-value]  # T is None for 204 endpoints
         return decode(endpoint.decoder, payload, f"{endpoint.method} {url}")
 
-    def _ws_target(self, model_id: str) -> tuple[aiohttp.ClientSession, str, Any]:
-        path = self._path(PROGRESS_PATH, model_id)
-        session = self._session()
-        return session, path, join_url(self.base_url, path)
+    def _progress_url(self, model_id: str) -> yarl.URL:
+        return join_url(self.base_url, self._path(PROGRESS_PATH, model_id))

@@ -18,7 +18,7 @@ from ._exceptions import (
     PiecesError,
     PiecesTimeoutError,
 )
-from ._retry import is_retryable, retry_after_failure
+from ._retry import retry_after_failure, with_retries
 from ._transport import decode, model_segment, translate_errors, ws_url
 from ._types import ModelDownloadProgress
 
@@ -110,15 +110,8 @@ class DownloadProgress:
         if self._finished:
             raise PiecesClientStateError("this progress stream has ended; start a new one")
         client = self._client
-        self._url = str(client._ws_target(self._model_id)[2])
-        try:
-            await self._connect()
-        except PiecesError as exc:
-            if not is_retryable(exc, True, client.retry) or client.retry.attempts == 1:
-                raise
-            await retry_after_failure(
-                exc, self._connect, idempotent=True, policy=client.retry, what=self._url
-            )
+        self._url = str(client._progress_url(self._model_id))
+        await with_retries(self._connect, idempotent=True, policy=client.retry, what=self._url)
         if self._start_download:
             # The socket is open before the download starts, so no early event is lost.
             try:
@@ -137,8 +130,9 @@ class DownloadProgress:
                 )
 
     async def _connect(self) -> None:
-        session, _, url = self._client._ws_target(self._model_id)
-        with translate_errors("GET", self._url, self._client.timeout):
+        session = self._client._session()
+        url = self._client._progress_url(self._model_id)
+        with translate_errors("GET", url, self._client.timeout):
             self._ws = await session.ws_connect(
                 ws_url(url),
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_CLOSE_TIMEOUT),

@@ -11,7 +11,7 @@ import msgspec
 
 from ._exceptions import PiecesAPIError, PiecesConnectionError, PiecesError
 
-__all__ = ["Retry", "is_retryable", "retry_after_failure"]
+__all__ = ["Retry", "is_retryable", "retry_after_failure", "with_retries"]
 
 logger = logging.getLogger("aiopieces")
 
@@ -102,3 +102,17 @@ async def retry_after_failure(
                 raise error
             return await attempt()
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+async def with_retries(
+    attempt: Callable[[], Awaitable[T]], *, idempotent: bool, policy: Retry, what: str
+) -> T:
+    """Run `attempt`, retrying it as `policy` allows when it fails retryably."""
+    try:
+        return await attempt()
+    except PiecesError as exc:
+        if policy.attempts == 1 or not is_retryable(exc, idempotent, policy):
+            raise
+        return await retry_after_failure(
+            exc, attempt, idempotent=idempotent, policy=policy, what=what
+        )
