@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import aiohttp
+import anyio
 import msgspec
 import yarl
 
@@ -83,6 +84,8 @@ class _Connection(msgspec.Struct):
     owns_session: bool
     state: str = "new"  # new -> open -> closed
     streams: set[DownloadProgress] = msgspec.field(default_factory=set)
+    #: Two tasks opening one client at once must not make two sessions.
+    opening: anyio.Lock = msgspec.field(default_factory=anyio.Lock)
 
 
 class AsyncPiecesClient:
@@ -126,10 +129,14 @@ class AsyncPiecesClient:
     async def open(self) -> None:
         """Resolve the base URL and create the HTTP session; `async with` calls this."""
         conn = self._conn
-        if conn.state == "open":
-            return
-        if conn.state == "closed":
-            raise PiecesClientStateError("this client is closed; create a new one")
+        async with conn.opening:
+            if conn.state == "new":
+                await self._open_once()
+            elif conn.state == "closed":
+                raise PiecesClientStateError("this client is closed; create a new one")
+
+    async def _open_once(self) -> None:
+        conn = self._conn
         base_url = await resolve_base_url(conn.base_url)
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"the PiecesOS URL must start with http:// or https://: {base_url!r}")

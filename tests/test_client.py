@@ -6,6 +6,7 @@ import datetime as dt
 import socket
 
 import aiohttp
+import anyio
 import pytest
 from aiohttp import web
 
@@ -417,3 +418,14 @@ async def test_emulator_latency_meets_the_read_timeout() -> None:
     ):
         with pytest.raises(PiecesTimeoutError, match="read timeout"):
             await client.list_models()
+
+
+async def test_opening_twice_at_once_makes_one_session(pieces_emulator: PiecesOSEmulator) -> None:
+    client = AsyncPiecesClient(pieces_emulator.url)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.open)
+        tg.start_soon(client.open)
+    session = client._conn.session
+    async with client:
+        assert client._conn.session is session
+        await client.list_models()

@@ -36,3 +36,27 @@ async def test_wrong(pieces_client):
     pytester.makeini("[pytest]\nasyncio_mode = auto\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
+
+
+def test_a_leaked_session_fails_the_run_under_our_settings(pytester: pytest.Pytester) -> None:
+    """The suite's own guard: ResourceWarnings and unclosed sessions are errors."""
+    project = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    settings = project.split("[tool.pytest.ini_options]", 1)[1].split("\n[", 1)[0]
+    settings = settings.replace('testpaths = ["tests"]', 'testpaths = ["."]')
+    pytester.makepyprojecttoml("[tool.pytest.ini_options]" + settings)
+    pytester.makepyfile(
+        test_leak="""
+import gc
+
+import aiohttp
+
+
+async def test_leaks_a_session():
+    session = aiohttp.ClientSession()
+    del session
+    gc.collect()
+"""
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Unclosed client session*"])
