@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,11 +21,28 @@ async def hostile(aiohttp_server: Any) -> AsyncIterator[tuple[Hostile, str]]:
     state.release.set()
 
 
+def open_sockets() -> set[str]:
+    """The sockets this process holds open, as `socket:[inode]`."""
+    sockets = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the descriptor listdir itself used
+            continue
+        if link.startswith("socket:"):
+            sockets.add(link)
+    return sockets
+
+
 @pytest.fixture(autouse=True)
-async def no_task_left_behind() -> AsyncIterator[None]:
-    """Every task a test's client started has ended when the test ends."""
+async def nothing_left_behind() -> AsyncIterator[None]:
+    """No socket and no task of the test's client outlives the test (and its server)."""
     before = asyncio.all_tasks()
+    sockets = open_sockets()
     yield
+    for _ in range(10):  # closed transports release their sockets on the next loop turns
+        await asyncio.sleep(0)
+    assert open_sockets() <= sockets
     current = asyncio.current_task()
     left = {t for t in asyncio.all_tasks() - before if t is not current and not t.done()}
     # aiohttp's test server may still be finishing a handler; ours must all be gone.
