@@ -58,6 +58,23 @@ class _Download:
     last_event: bytes | None = None
 
 
+class _Subscriber:
+    """One progress WebSocket, with its own queue so that events keep their order."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def send_frames(self) -> None:
+        """Send queued events until the socket closes (or this task is cancelled)."""
+        while True:
+            frame = await self.queue.get()
+            try:
+                await self.ws.send_str(frame.decode())
+            except (ConnectionError, RuntimeError):
+                return  # the client went away; the handler cleans up
+
+
 @dataclass
 class _Faults:
     fail_at: dict[str, float] = field(default_factory=dict)
@@ -94,8 +111,8 @@ class PiecesOSEmulator:
         self.requests: deque[tuple[str, str]] = deque(maxlen=_RECORDED)
         #: The latest bodies received, as (raw path, body).
         self.request_bodies: deque[tuple[str, bytes]] = deque(maxlen=_RECORDED)
-        self._subscribers: dict[str, set[web.WebSocketResponse]] = {}
-        self._subscribers_changed = asyncio.Condition()
+        self._subscribers: dict[str, set[_Subscriber]] = {}
+        self._subscribers_changed = asyncio.Event()
         self._downloads: dict[str, _Download] = {}
         self._faults = _Faults()
         self._runner: web.AppRunner | None = None
@@ -134,21 +151,18 @@ class PiecesOSEmulator:
 
     async def wait_for_subscribers(self, model_id: str, count: int) -> None:
         """Wait until exactly `count` progress WebSockets are open for `model_id`."""
-        async with self._subscribers_changed:
-            await self._subscribers_changed.wait_for(
-                lambda: self.subscriber_count(model_id) == count
-            )
+        while self.subscriber_count(model_id) != count:
+            await self._subscribers_changed.wait()
 
-    async def _subscribers_update(
-        self, model_id: str, ws: web.WebSocketResponse, add: bool
-    ) -> None:
+    def _subscription(self, model_id: str, subscriber: _Subscriber, add: bool) -> None:
         subscribers = self._subscribers.setdefault(model_id, set())
         if add:
-            subscribers.add(ws)
+            subscribers.add(subscriber)
         else:
-            subscribers.discard(ws)
-        async with self._subscribers_changed:
-            self._subscribers_changed.notify_all()
+            subscribers.discard(subscriber)
+        # Wake every waiter, then give later waiters a fresh event.
+        self._subscribers_changed.set()
+        self._subscribers_changed = asyncio.Event()
 
     # -- serving -------------------------------------------------------------------
 
@@ -210,8 +224,8 @@ class PiecesOSEmulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await download.task
         for subscribers in self._subscribers.values():
-            for ws in list(subscribers):
-                await ws.close()
+            for subscriber in list(subscribers):
+                await subscriber.ws.close()
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -248,23 +262,20 @@ class PiecesOSEmulator:
             raise _HTTPError(400, f"invalid request body: {exc}") from None
         return raw  # type: ignore[no-any-return]  # an object, as the typed decode proved
 
-    async def _broadcast(self, model_id: str, event: dict[str, Any]) -> None:
+    def _broadcast(self, model_id: str, event: dict[str, Any]) -> None:
         frame = _ENCODE(event)
         download = self._downloads.get(model_id)
         if download is not None:
             download.last_event = frame
-        for ws in list(self._subscribers.get(model_id, ())):
-            try:
-                await ws.send_str(frame.decode())
-            except (ConnectionError, RuntimeError):
-                self._subscribers[model_id].discard(ws)
+        for subscriber in self._subscribers.get(model_id, ()):
+            subscriber.queue.put_nowait(frame)
 
     # -- downloads -----------------------------------------------------------------
 
     async def _run_download(self, model_id: str) -> None:
         model = self.models[model_id]
         try:
-            await self._broadcast(model_id, {"status": "INITIALIZED", "percentage": 0})
+            self._broadcast(model_id, {"status": "INITIALIZED", "percentage": 0})
             fail_at = self._faults.fail_at.pop(model_id, None)
             for step in range(1, self.download_steps + 1):
                 percentage = round(100 * step / self.download_steps, 2)
@@ -274,16 +285,14 @@ class PiecesOSEmulator:
                 if fail_at is not None and percentage >= fail_at:
                     model["downloading"] = False
                     model["downloaded"] = False
-                    await self._broadcast(model_id, {"status": "FAILED", "percentage": percentage})
+                    self._broadcast(model_id, {"status": "FAILED", "percentage": percentage})
                     return
                 if step < self.download_steps:
-                    await self._broadcast(
-                        model_id, {"status": "IN-PROGRESS", "percentage": percentage}
-                    )
+                    self._broadcast(model_id, {"status": "IN-PROGRESS", "percentage": percentage})
                 await asyncio.sleep(self.download_interval)
             model["downloading"] = False
             model["downloaded"] = True
-            await self._broadcast(model_id, {"status": "COMPLETED", "percentage": 100})
+            self._broadcast(model_id, {"status": "COMPLETED", "percentage": 100})
         finally:
             self._downloads.pop(model_id, None)
 
@@ -318,24 +327,31 @@ class PiecesOSEmulator:
                 await download.task
             model["downloading"] = False
             model["downloaded"] = False
-            await self._broadcast(model["id"], {"status": "CANCELED"})
+            self._broadcast(model["id"], {"status": "CANCELED"})
         return self._json(model)
 
     async def _progress(self, request: web.Request) -> web.StreamResponse:
         model = self._find(request, status=410)
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        await self._subscribers_update(model["id"], ws, add=True)
+        subscriber = _Subscriber(web.WebSocketResponse())
+        download = self._downloads.get(model["id"])
+        if download is not None and download.last_event is not None:
+            subscriber.queue.put_nowait(download.last_event)  # the current state first
+        # Subscribed before the handshake: its client may start a download as soon as
+        # it reads the 101, and must not miss the first event.
+        self._subscription(model["id"], subscriber, add=True)
         try:
-            download = self._downloads.get(model["id"])
-            if download is not None and download.last_event is not None:
-                await ws.send_str(download.last_event.decode())  # the current state first
-            async for msg in ws:  # PiecesOS ignores what clients send, and never closes
-                if msg.type == WSMsgType.ERROR:
-                    break
+            await subscriber.ws.prepare(request)
+            sender = asyncio.get_running_loop().create_task(subscriber.send_frames())
+            try:
+                async for msg in subscriber.ws:  # PiecesOS ignores what clients send
+                    if msg.type == WSMsgType.ERROR:
+                        break
+            finally:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
         finally:
-            await self._subscribers_update(model["id"], ws, add=False)
-        return ws
+            self._subscription(model["id"], subscriber, add=False)
+        return subscriber.ws
 
     async def _load(self, request: web.Request) -> web.Response:
         model = self._find(request)
