@@ -263,3 +263,22 @@ async def test_close_with_an_error_code_is_a_connection_error(serve_app: ServeAp
         with pytest.raises(PiecesConnectionError, match="code 1011: model store exploded"):
             async for _ in client.download_progress("m"):
                 pass
+
+
+async def test_two_subscribers_see_the_same_events(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    seen: dict[str, list[ModelDownloadProgress]] = {"a": [], "b": []}
+
+    async def consume(name: str) -> None:
+        async for event in pieces_client.download_progress(target):
+            seen[name].append(event)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume, "a")
+        tg.start_soon(consume, "b")
+        await pieces_emulator.wait_for_subscribers(target, 2)
+        await pieces_client.download_model(target)
+    assert seen["a"] == seen["b"]
+    assert [e.status for e in seen["a"]] == FULL_RUN
