@@ -150,14 +150,17 @@ def _seeded_from_args(args: argparse.Namespace) -> SeededModel:
 
 
 async def cmd_models(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces models`: the models as a table."""
     print_models((await client.list_models()).iterable, args.json)
 
 
 async def cmd_show(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces show MODEL`: one model's fields."""
     print_model(await resolve_model(client, args.model), args.json)
 
 
 async def cmd_download(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces download MODEL`: download with a live progress bar."""
     model = await resolve_model(client, args.model)
     last = await show_download(client, model, args.json)
     if last is None or last.status != "COMPLETED":
@@ -168,6 +171,7 @@ def _model_action(
     call: Callable[[AsyncPiecesClient, str], Awaitable[Model]],
 ) -> Callable[[AsyncPiecesClient, argparse.Namespace], Awaitable[None]]:
     async def run(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+        """Resolve the model named on the command line, then act on it."""
         model = await resolve_model(client, args.model)
         print_model(await call(client, model.id), args.json)
 
@@ -175,15 +179,18 @@ def _model_action(
 
 
 async def cmd_unload_all(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces unload-all`: unload every model."""
     await client.unload_models()
     print("all models unloaded")
 
 
 async def cmd_create(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces create`: a custom model from a JSON file or flags."""
     print_model(await client.create_model(_seeded_from_args(args)), args.json)
 
 
 async def cmd_update(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces update FILE`: update a custom model from its JSON."""
     try:
         model = _MODEL.decode(await anyio.Path(args.file).read_bytes())
     except msgspec.DecodeError as exc:
@@ -192,12 +199,14 @@ async def cmd_update(client: AsyncPiecesClient, args: argparse.Namespace) -> Non
 
 
 async def cmd_delete(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces delete MODEL`: delete a custom model."""
     model = await resolve_model(client, args.model)
     await client.delete_model(model.id)
     print(f"deleted {model.name} ({model.id})")
 
 
 async def cmd_delete_cache(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces delete-cache MODEL`: delete an LLM's downloaded data."""
     model = await resolve_model(client, args.model)
     out = await client.delete_model_cache(model.id)
     if args.json:
@@ -304,6 +313,7 @@ def _parser() -> argparse.ArgumentParser:
     def add(
         name: str, command: Command | None, help_text: str, model: bool = False
     ) -> argparse.ArgumentParser:
+        """Add a subcommand, with a MODEL argument when `model`."""
         p = sub.add_parser(name, help=help_text, description=help_text)
         if model:
             p.add_argument("model", help="model id, unique name or display name")

@@ -79,6 +79,7 @@ async def discover_pieces_os(
     found: list[int] = []
 
     async def probe(session: aiohttp.ClientSession, port: int) -> None:
+        """Note `port` if PiecesOS's health endpoint answers 200 there."""
         try:
             async with session.get(f"http://{host}:{port}/.well-known/health") as resp:
                 if resp.status == 200:

@@ -78,6 +78,7 @@ async def retry_after_failure(
     )
 
     def log_retry(state: RetryCallState) -> None:
+        """Log each retry at DEBUG, with the wait and the error that caused it."""
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         logger.debug(

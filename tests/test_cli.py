@@ -160,3 +160,13 @@ async def test_ctrl_c_cancels_the_download_and_exits_cleanly(
     assert code == 130 and err.strip() == "interrupted"
     assert ("POST", f"/model/{target}/download/cancel") in pieces_emulator.requests
     assert not pieces_emulator.model(target).downloading
+
+
+async def test_the_console_script_is_installed(pieces_emulator: PiecesOSEmulator) -> None:
+    script = Path(sys.executable).parent / "aiopieces"
+    assert script.exists(), "pip install -e . installs the `aiopieces` command"
+    result = await anyio.run_process(
+        [str(script), "--url", pieces_emulator.url, "--json", "models"], check=False
+    )
+    assert result.returncode == 0
+    assert len(json.loads(result.stdout)) == len(pieces_emulator.models)

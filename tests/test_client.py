@@ -429,3 +429,15 @@ async def test_opening_twice_at_once_makes_one_session(pieces_emulator: PiecesOS
     async with client:
         assert client._conn.session is session
         await client.list_models()
+
+
+async def test_unload_models_error_path(serve_app: ServeApp) -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="a model is busy", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_post("/models/unload", refuse)
+    async with AsyncPiecesClient(await serve_app(app), retry=None) as client:
+        with pytest.raises(PiecesAPIError, match="a model is busy") as info:
+            await client.unload_models()
+    assert info.value.status == 500 and info.value.method == "POST"

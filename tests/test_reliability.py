@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 
 import anyio
@@ -97,11 +98,15 @@ async def test_no_descriptor_or_task_growth_across_ten_thousand_calls() -> None:
 
             for _ in range(100):  # warm the pool up to its steady state
                 await burst()
-            fds, tasks = open_fds(), len(asyncio.all_tasks())
+            gc.collect()
+            fds, tasks, objects = open_fds(), len(asyncio.all_tasks()), len(gc.get_objects())
             for _ in range(1000):
                 await burst()
+            gc.collect()
             assert open_fds() <= fds
             assert len(asyncio.all_tasks()) == tasks
+            # Steady state: nothing accumulates per call (a leak would add 10,000s).
+            assert len(gc.get_objects()) - objects < 500
 
 
 async def test_progress_stream_connection_refused() -> None:
