@@ -221,18 +221,18 @@ class DownloadProgress:
     async def _close(self) -> None:
         self._client._conn.streams.discard(self)
         ws, self._ws = self._ws, None
-        if ws is None:
-            return
         must_cancel = (
             self._cancel_on_exit
             and self._download_started
             and not self._finished
             and self._abort_reason is None
         )
+        self._download_started = False  # cancel at most once, however often we close
         # Shielded: closing must finish even when we got here by being cancelled.
         with anyio.CancelScope(shield=True):
-            await ws.close()
-            logger.debug("progress WebSocket closed: %s", self._url)
+            if ws is not None:
+                await ws.close()
+                logger.debug("progress WebSocket closed: %s", self._url)
             if must_cancel:
                 with anyio.move_on_after(_CLOSE_TIMEOUT):
                     try:

@@ -391,3 +391,17 @@ async def test_a_consumer_leaving_an_endless_stream_closes_it(
             await state.ws_closed.wait()
             assert (await c.get_model("m")).id == "m"  # still usable
     assert count == 500
+
+
+async def test_cancel_on_exit_also_cancels_when_the_stream_fails(
+    hostile: tuple[Hostile, str],
+) -> None:
+    state, url = hostile
+    state.fault = "ws_text_not_json"
+    with anyio.fail_after(BOUND):
+        async with client(url) as c:
+            with pytest.raises(PiecesDecodeError):
+                async for _ in c.download("m", cancel_on_exit=True):
+                    pass
+    assert state.hits["/model/m/download"] == 1
+    assert state.hits["/model/m/download/cancel"] == 1
