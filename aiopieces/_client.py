@@ -263,8 +263,8 @@ class AsyncPiecesClient:
     def download(self, model_id: str, *, cancel_on_exit: bool = False) -> DownloadProgress:
         """Subscribe to progress, start the download, and stream events to its end.
 
-        If the consumer leaves before the end, the download goes on in PiecesOS unless
-        `cancel_on_exit=True`, which then cancels it.
+        If the consumer leaves before the end (break, cancellation or error), the download
+        goes on in PiecesOS unless `cancel_on_exit=True`, which then cancels it.
         """
         return DownloadProgress(self, model_id, start_download=True, cancel_on_exit=cancel_on_exit)
 
