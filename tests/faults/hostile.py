@@ -22,6 +22,7 @@ class Hostile:
     hits: dict[str, int] = field(default_factory=dict)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     received: asyncio.Event = field(default_factory=asyncio.Event)
+    body_started: asyncio.Event = field(default_factory=asyncio.Event)
     ws_closed: asyncio.Event = field(default_factory=asyncio.Event)
     ws_connections: int = 0
 
@@ -51,6 +52,7 @@ class Hostile:
                 resp = web.StreamResponse(headers={"Content-Length": "1000"})
                 await resp.prepare(request)
                 await resp.write(b'{"iterable": [')
+                self.body_started.set()
             await self.release.wait()
             return web.Response(body=body)
         simple = {

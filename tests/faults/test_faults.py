@@ -215,16 +215,17 @@ async def test_a_huge_body_is_refused(hostile: tuple[Hostile, str], fault: str) 
 # -- cancellation and closing ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("fault", ["never_answer", "stall_body"])  # before and in the body
 async def test_cancelling_an_in_flight_call_leaves_the_client_usable(
-    hostile: tuple[Hostile, str],
+    hostile: tuple[Hostile, str], fault: str
 ) -> None:
     state, url = hostile
-    state.fault = "never_answer"
+    state.fault = fault
     with anyio.fail_after(BOUND):
         async with client(url) as c:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(c.list_models)
-                await state.received.wait()
+                await (state.body_started if fault == "stall_body" else state.received).wait()
                 tg.cancel_scope.cancel()
             assert_connections_released(c)
             state.fault = "none"
