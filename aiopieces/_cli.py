@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import msgspec
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+T = TypeVar("T")
+
 _SEEDED = msgspec.json.Decoder(SeededModel)
 _MODEL = msgspec.json.Decoder(Model)
 
@@ -36,11 +38,21 @@ class CLIError(Exception):
 
 
 def _console() -> Console:
+    """A rich console; a one-line error, not a traceback, when rich is not installed."""
     try:
         from rich.console import Console
     except ImportError:
         raise CLIError("tables and progress bars need rich: pip install 'aiopieces[cli]'") from None
     return Console()
+
+
+async def _read_json(path: str, decoder: msgspec.json.Decoder[T]) -> T:
+    """Decode a JSON file, without blocking the event loop while reading it."""
+    try:
+        return decoder.decode(await anyio.Path(path).read_bytes())
+    except msgspec.DecodeError as exc:
+        what = getattr(decoder.type, "__name__", "valid document")
+        raise CLIError(f"{path} is not a {what}: {exc}") from None
 
 
 def _emit_json(obj: Any) -> None:
@@ -60,6 +72,7 @@ def print_models(models: list[Model], as_json: bool) -> None:
     if as_json:
         _emit_json(models)
         return
+    console = _console()
     from rich.table import Table
 
     table = Table(title=f"{len(models)} models")
@@ -68,7 +81,7 @@ def print_models(models: list[Model], as_json: bool) -> None:
     for m in models:
         where = "cloud" if m.cloud else "local"
         table.add_row(m.name, m.id, where, _yes(m.downloaded), _yes(m.loaded), _size(m))
-    _console().print(table)
+    console.print(table)
 
 
 def print_model(model: Model, as_json: bool) -> None:
@@ -76,12 +89,13 @@ def print_model(model: Model, as_json: bool) -> None:
     if as_json:
         _emit_json(model)
         return
+    console = _console()
     from rich.table import Table
 
     table = Table(show_header=False, title=model.name)
     for key, value in msgspec.to_builtins(model).items():
         table.add_row(key, value if isinstance(value, str) else msgspec.json.encode(value).decode())
-    _console().print(table)
+    console.print(table)
 
 
 async def resolve_model(client: AsyncPiecesClient, name: str) -> Model:
@@ -112,10 +126,11 @@ async def show_download(
             sys.stdout.flush()
             last = event
         return last
+    console = _console()
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
-    with Progress(*columns, console=_console()) as bar:
+    with Progress(*columns, console=console) as bar:
         task = bar.add_task(f"{model.name} [{_size(model)}]", total=100)
         async for event in client.download(model.id, cancel_on_exit=True):
             bar.update(
@@ -125,13 +140,9 @@ async def show_download(
     return last
 
 
-def _seeded_from_args(args: argparse.Namespace) -> SeededModel:
+async def _seeded_from_args(args: argparse.Namespace) -> SeededModel:
     if args.file:
-        with open(args.file, "rb") as f:
-            try:
-                return _SEEDED.decode(f.read())
-            except msgspec.DecodeError as exc:
-                raise CLIError(f"{args.file} is not a SeededModel: {exc}") from None
+        return await _read_json(args.file, _SEEDED)
     if not args.name:
         raise CLIError("create needs --file or --name")
     return SeededModel(
@@ -186,15 +197,12 @@ async def cmd_unload_all(client: AsyncPiecesClient, args: argparse.Namespace) ->
 
 async def cmd_create(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces create`: a custom model from a JSON file or flags."""
-    print_model(await client.create_model(_seeded_from_args(args)), args.json)
+    print_model(await client.create_model(await _seeded_from_args(args)), args.json)
 
 
 async def cmd_update(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces update FILE`: update a custom model from its JSON."""
-    try:
-        model = _MODEL.decode(await anyio.Path(args.file).read_bytes())
-    except msgspec.DecodeError as exc:
-        raise CLIError(f"{args.file} is not a Model: {exc}") from None
+    model = await _read_json(args.file, _MODEL)
     print_model(await client.update_model(model), args.json)
 
 

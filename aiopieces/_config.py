@@ -55,10 +55,6 @@ class Timeout(msgspec.Struct, frozen=True, kw_only=True):
             return cls(connect=None, read=None)
         return cls(connect=float(value), read=float(value))
 
-    def with_total(self, total: float | None) -> Timeout:
-        """This timeout with another total."""
-        return msgspec.structs.replace(self, total=total)
-
     def to_aiohttp(self) -> aiohttp.ClientTimeout:
         """The equivalent aiohttp timeout."""
         return aiohttp.ClientTimeout(

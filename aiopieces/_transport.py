@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from typing import TypeVar
 from urllib.parse import quote
@@ -22,8 +21,6 @@ from ._exceptions import (
     PiecesError,
     PiecesTimeoutError,
 )
-
-logger = logging.getLogger("aiopieces")
 
 T = TypeVar("T")
 

@@ -170,3 +170,28 @@ async def test_the_console_script_is_installed(pieces_emulator: PiecesOSEmulator
     )
     assert result.returncode == 0
     assert len(json.loads(result.stdout)) == len(pieces_emulator.models)
+
+
+async def test_a_file_of_the_wrong_shape_is_one_line(
+    pieces_emulator: PiecesOSEmulator, tmp_path: Path
+) -> None:
+    bad = tmp_path / "seed.json"
+    bad.write_text('{"name": 1}')
+    code, _, err = await cli("create", "--file", str(bad), url=pieces_emulator.url)
+    assert code == 1 and "is not a SeededModel" in err and "Traceback" not in err
+
+
+async def test_without_rich_tables_ask_for_the_extra(pieces_emulator: PiecesOSEmulator) -> None:
+    # rich made unimportable, as in an install without the `cli` extra.
+    program = (
+        "import sys; sys.modules['rich'] = None; from aiopieces._cli import main; "
+        f"sys.exit(main(['--url', '{pieces_emulator.url}', 'models']))"
+    )
+    result = await anyio.run_process([sys.executable, "-c", program], check=False)
+    err = result.stderr.decode()
+    assert result.returncode == 1 and "pip install 'aiopieces[cli]'" in err
+    assert "Traceback" not in err
+    ok = await anyio.run_process(
+        [sys.executable, "-c", program.replace("'models'", "'--json', 'models'")], check=False
+    )
+    assert ok.returncode == 0  # --json needs no rich

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import logging
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -24,8 +23,6 @@ from .._types import Model, ModelDeleteCacheInput, SeededModel
 from ._catalog import default_catalog, is_llm
 
 __all__ = ["PiecesOSEmulator", "serve_emulator"]
-
-logger = logging.getLogger("aiopieces.testing")
 
 _MODEL = msgspec.json.Decoder(Model)
 _SEEDED = msgspec.json.Decoder(SeededModel)
