@@ -1,6 +1,6 @@
 """aiopieces: a fully async Python client for PiecesOS's Model and Models APIs."""
 
-from ._client import AsyncPiecesClient
+from ._client import AsyncPiecesClient, ClientState
 from ._config import DEFAULT_BASE_URL, Timeout, discover_pieces_os
 from ._enums import (
     EmbeddedModelSchemaSemanticVersionEnum,
@@ -18,6 +18,7 @@ from ._exceptions import (
     PiecesConnectionError,
     PiecesDecodeError,
     PiecesError,
+    PiecesStreamError,
     PiecesTimeoutError,
 )
 from ._progress import DownloadProgress
@@ -44,6 +45,7 @@ from ._version import __version__
 __all__ = [
     "DEFAULT_BASE_URL",
     "AsyncPiecesClient",
+    "ClientState",
     "ByteDescriptor",
     "DownloadProgress",
     "EmbeddedModelSchema",
@@ -68,6 +70,7 @@ __all__ = [
     "PiecesConnectionError",
     "PiecesDecodeError",
     "PiecesError",
+    "PiecesStreamError",
     "PiecesTimeoutError",
     "ReferencedEntity",
     "ReferencedModel",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import logging
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -17,18 +20,17 @@ from ._merge import merge_into
 from ._progress import DownloadProgress
 from ._retry import Retry, with_retries
 from ._transport import (
+    CLOSE_TIMEOUT,
     MAX_RESPONSE_BYTES,
-    api_error,
     decode,
     join_url,
     model_segment,
-    read_body,
-    translate_errors,
+    send,
 )
 from ._types import Model, ModelDeleteCacheInput, ModelDeleteCacheOutput, Models, SeededModel
 from ._version import __version__
 
-__all__ = ["AsyncPiecesClient"]
+__all__ = ["AsyncPiecesClient", "ClientState"]
 
 logger = logging.getLogger("aiopieces")
 
@@ -61,7 +63,8 @@ class _Endpoint(msgspec.Struct, Generic[T], frozen=True):
 _MODEL = msgspec.json.Decoder(Model)
 _LIST_MODELS = _Endpoint("GET", "/models", msgspec.json.Decoder(Models), idempotent=True)
 _GET_MODEL = _Endpoint("GET", "/model/{model}", _MODEL, idempotent=True)
-_GET_RAW = _Endpoint("GET", "/model/{model}", msgspec.json.Decoder(dict[str, Any]), idempotent=True)
+_GET_RAW = _Endpoint("GET", "/model/{model}", msgspec.json.Decoder(msgspec.Raw), idempotent=True)
+_JSON_OBJECT = msgspec.json.Decoder(dict[str, Any])
 _DOWNLOAD = _Endpoint("POST", "/model/{model}/download", _MODEL)
 _CANCEL_DOWNLOAD = _Endpoint("POST", "/model/{model}/download/cancel", _MODEL, idempotent=True)
 _LOAD = _Endpoint("POST", "/model/{model}/load", _MODEL, idempotent=True)
@@ -76,16 +79,46 @@ _UNLOAD_ALL = _Endpoint[None]("POST", "/models/unload", None, idempotent=True)
 PROGRESS_PATH = "/model/{model}/download/progress"
 
 
-class _Connection(msgspec.Struct):
-    """What every view of one client shares: the session and the open WebSockets."""
+class ClientState(enum.Enum):
+    """Where a client is in its life: new, open, closing, closed (never reopened)."""
+
+    NEW = "new"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass(eq=False)
+class _Connection:
+    """What every view of one client shares: the session, the open streams, the state."""
 
     base_url: str | None
     session: aiohttp.ClientSession | None
     owns_session: bool
-    state: str = "new"  # new -> open -> closed
-    streams: set[DownloadProgress] = msgspec.field(default_factory=set)
+    max_connections: int
+    state: ClientState = ClientState.NEW
+    streams: set[DownloadProgress] = field(default_factory=set)
     #: Two tasks opening one client at once must not make two sessions.
-    opening: anyio.Lock = msgspec.field(default_factory=anyio.Lock)
+    opening: anyio.Lock = field(default_factory=anyio.Lock)
+    #: Set when closing begins: waits between retries end at once.
+    closing: anyio.Event = field(default_factory=anyio.Event)
+    #: Set when closing is over: a second `aclose()` waits for it.
+    closed: anyio.Event = field(default_factory=anyio.Event)
+    #: The event loop the session belongs to.
+    loop: asyncio.AbstractEventLoop | None = None
+    #: Request/response calls take a slot; WebSockets do not, so that streams waiting
+    #: for progress can never starve the calls that start or cancel their downloads.
+    slots: anyio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = anyio.Semaphore(self.max_connections)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait between retries; a client that closes meanwhile ends the wait with an error."""
+        with anyio.move_on_after(seconds):
+            await self.closing.wait()
+        if self.state is not ClientState.OPEN:
+            raise PiecesClientStateError("the client was closed while waiting to retry")
 
 
 class AsyncPiecesClient:
@@ -102,7 +135,11 @@ class AsyncPiecesClient:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         """Configure the client; nothing connects before `async with` (or `open()`)."""
-        self._conn = _Connection(base_url, session, owns_session=session is None)
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self._conn = _Connection(
+            base_url, session, owns_session=session is None, max_connections=max_connections
+        )
         self._max_connections = max_connections
         self._max_response_bytes = max_response_bytes
         self._configure(timeout, retry)
@@ -129,36 +166,56 @@ class AsyncPiecesClient:
     async def open(self) -> None:
         """Resolve the base URL and create the HTTP session; `async with` calls this."""
         conn = self._conn
+        loop = _running_asyncio_loop()
         async with conn.opening:
-            if conn.state == "new":
-                await self._open_once()
-            elif conn.state == "closed":
+            if conn.state is ClientState.NEW:
+                base_url = await resolve_base_url(conn.base_url)
+                if conn.state is not ClientState.NEW:  # closed while we resolved the URL
+                    raise PiecesClientStateError("the client was closed while it was opening")
+                conn.base_url = base_url
+                conn.loop = loop
+                if conn.session is None:
+                    conn.session = aiohttp.ClientSession(
+                        headers=_HEADERS,
+                        timeout=self._aiohttp_timeout,
+                        # No connector limit: request/response calls are limited by
+                        # `slots`, and WebSockets must not wait behind them.
+                        connector=aiohttp.TCPConnector(limit=0),
+                    )
+                conn.state = ClientState.OPEN
+            elif conn.state is not ClientState.OPEN:
                 raise PiecesClientStateError("this client is closed; create a new one")
 
-    async def _open_once(self) -> None:
-        conn = self._conn
-        base_url = await resolve_base_url(conn.base_url)
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"the PiecesOS URL must start with http:// or https://: {base_url!r}")
-        conn.base_url = base_url
-        if conn.session is None:
-            conn.session = aiohttp.ClientSession(
-                headers=_HEADERS,
-                timeout=self._aiohttp_timeout,
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-            )
-        conn.state = "open"
-
     async def aclose(self) -> None:
-        """End every open progress stream and close the session if the client made it."""
+        """Finish every open stream as its owner asked, then close the session if ours.
+
+        Bounded: each stream's close handshake and cancel take at most a few seconds,
+        even when the server misbehaves, and they run at once. A second `aclose()` waits
+        for the first; cancelling `aclose()` still closes everything first.
+        """
         conn = self._conn
-        if conn.state == "closed":
+        if conn.state is ClientState.NEW:
+            conn.state = ClientState.CLOSED  # an `open()` under way notices and gives up
+            conn.closing.set()
+            conn.closed.set()
             return
-        conn.state = "closed"
-        for stream in list(conn.streams):
-            await stream.abort("the client was closed")
-        if conn.owns_session and conn.session is not None:
-            await conn.session.close()
+        if conn.state is not ClientState.OPEN:
+            with anyio.CancelScope(shield=True):
+                await conn.closed.wait()  # bounded: the first `aclose()` is
+            return
+        conn.state = ClientState.CLOSING
+        conn.closing.set()
+        try:
+            with anyio.CancelScope(shield=True):
+                async with anyio.create_task_group() as tg:
+                    for stream in list(conn.streams):
+                        tg.start_soon(stream.abort, "the client was closed")
+                if conn.owns_session and conn.session is not None:
+                    with anyio.move_on_after(CLOSE_TIMEOUT):
+                        await conn.session.close()
+        finally:
+            conn.state = ClientState.CLOSED
+            conn.closed.set()
 
     @property
     def base_url(self) -> str:
@@ -246,11 +303,15 @@ class AsyncPiecesClient:
     async def update_model(self, model: Model) -> Model:
         """Update a custom model (`POST /model/update`), keeping what we cannot see.
 
-        The model's fields are merged into the JSON PiecesOS has now, so fields and values
-        this release of aiopieces does not know survive the update instead of being erased.
+        PiecesOS gets back the JSON it has now, with only the fields where `model` differs
+        from it replaced: fields and values this release of aiopieces does not know, nulls,
+        absent keys and timestamp strings reach it exactly as it sent them.
         """
-        current = await self._call(_GET_RAW, model.id)
-        return await self._call(_UPDATE, body=merge_into(current, model))
+        raw = await self._call(_GET_RAW, model.id)
+        what = f"GET /model/{model_segment(model.id)}"
+        current = decode(_JSON_OBJECT, raw, what)
+        served = decode(_MODEL, raw, what)
+        return await self._call(_UPDATE, body=merge_into(current, served, model))
 
     def download_progress(self, model_id: str) -> DownloadProgress:
         """Progress events of a model's download (WS `/model/{model}/download/progress`).
@@ -268,19 +329,30 @@ class AsyncPiecesClient:
         """
         return DownloadProgress(self, model_id, start_download=True, cancel_on_exit=cancel_on_exit)
 
+    async def _cancel_on_exit(self, model_id: str) -> None:
+        """The cancel a stream owes when it ends early; allowed while the client closes."""
+        await self._call(_CANCEL_DOWNLOAD, model_id, closing_ok=True)
+
     # -- the shared request path -----------------------------------------------
 
-    def _session(self) -> aiohttp.ClientSession:
+    def _session(self, *, closing_ok: bool = False) -> aiohttp.ClientSession:
         conn = self._conn
-        if conn.state != "open" or conn.session is None:
-            if conn.state == "closed":
-                raise PiecesClientStateError("this client is closed; create a new one")
+        state = conn.state
+        if state is not ClientState.OPEN and not (closing_ok and state is ClientState.CLOSING):
+            if state is ClientState.NEW:
+                raise PiecesClientStateError(
+                    "the client is not open: use `async with AsyncPiecesClient() as client:`"
+                )
+            raise PiecesClientStateError("this client is closed; create a new one")
+        session = conn.session
+        assert session is not None  # open, so it has a session
+        if conn.loop is not _running_asyncio_loop():
             raise PiecesClientStateError(
-                "the client is not open: use `async with AsyncPiecesClient() as client:`"
+                "this client was opened in another event loop; open one client per loop"
             )
-        if conn.session.closed:
+        if session.closed:
             raise PiecesClientStateError("the aiohttp session given to this client is closed")
-        return conn.session
+        return session
 
     def _path(self, template: str, model_id: str | None) -> str:
         return template if model_id is None else template.format(model=model_segment(model_id))
@@ -291,6 +363,7 @@ class AsyncPiecesClient:
         model_id: str | None = None,
         *,
         body: msgspec.Struct | dict[str, Any] | None = None,
+        closing_ok: bool = False,
     ) -> T:
         path = self._path(endpoint.path, model_id)
         try:
@@ -298,42 +371,59 @@ class AsyncPiecesClient:
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(f"cannot send {type(body).__name__} as JSON: {exc}") from None
         return await with_retries(
-            lambda: self._send(endpoint, path, data),
+            lambda: self._send(endpoint, path, data, closing_ok),
             idempotent=endpoint.idempotent,
             policy=self._retry,
             what=f"{endpoint.method} {path}",
+            sleep=self._conn.sleep,
         )
 
-    async def _send(self, endpoint: _Endpoint[T], path: str, data: bytes | None) -> T:
+    async def _send(
+        self, endpoint: _Endpoint[T], path: str, data: bytes | None, closing_ok: bool = False
+    ) -> T:
         """One try of one request: send, read, check the status, decode."""
-        session = self._session()
+        session = self._session(closing_ok=closing_ok)
         url = join_url(self.base_url, path)
-        headers = None if data is None else _JSON_BODY
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s", endpoint.method, url)
         try:
-            with translate_errors(endpoint.method, url, self._timeout):
-                async with session.request(
-                    endpoint.method,
-                    url,
-                    data=data,
-                    headers=headers,
-                    timeout=self._aiohttp_timeout,
-                ) as resp:
-                    payload = await read_body(resp, self._max_response_bytes)
-                    status = resp.status
-        except PiecesError:
-            if self._conn.state == "closed":
+            payload = await send(
+                session,
+                self._conn.slots,
+                endpoint.method,
+                url,
+                data=data,
+                headers=None if data is None else _JSON_BODY,
+                timeout=self._timeout,
+                aiohttp_timeout=self._aiohttp_timeout,
+                limit=self._max_response_bytes,
+            )
+        except (PiecesError, RuntimeError) as exc:
+            # A session closed under the call (by `aclose()`, or by its owner) fails it
+            # in many ways; what the caller needs to know is that the client is closed.
+            if self._conn.state is not ClientState.OPEN and not closing_ok:
                 raise PiecesClientStateError(
                     f"the client was closed while {endpoint.method} {url} was in flight"
-                ) from None
+                ) from exc
+            if session.closed:
+                raise PiecesClientStateError(
+                    f"the aiohttp session was closed while {endpoint.method} {url} was in flight"
+                ) from exc
             raise
-        if not 200 <= status < 300:
-            text = payload.decode("utf-8", "replace")
-            raise api_error(status, endpoint.method, str(url), text)
         if endpoint.decoder is None:
-            return None  # type: ignore[return-value]  # T is None for 204 endpoints
+            return None  # type: ignore[return-value]  # T is None for no-body endpoints
         return decode(endpoint.decoder, payload, f"{endpoint.method} {url}")
 
     def _progress_url(self, model_id: str) -> yarl.URL:
         return join_url(self.base_url, self._path(PROGRESS_PATH, model_id))
+
+
+def _running_asyncio_loop() -> asyncio.AbstractEventLoop:
+    """The running asyncio loop, or a clear error under another event loop (trio)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise PiecesClientStateError(
+            "aiopieces runs on asyncio (it is built on aiohttp): call it from an asyncio "
+            "event loop, not from trio or from synchronous code"
+        ) from None

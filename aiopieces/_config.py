@@ -8,6 +8,7 @@ import os
 import aiohttp
 import anyio
 import msgspec
+import yarl
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -28,20 +29,23 @@ URL_ENV_VAR = "PIECES_OS_URL"
 
 
 class Timeout(msgspec.Struct, frozen=True, kw_only=True):
-    """Timeouts in seconds (`None`: no limit) for connect, read, total and WebSocket idle.
+    """Timeouts in seconds (`None`: no limit) for connect, pool, read, total and WebSocket idle.
 
-    A plain float given as `timeout=` sets connect and read. The defaults suit a local
-    daemon: a fast connect, and patient reads because loading a large model takes time.
+    A plain float given as `timeout=` sets connect, pool and read. The defaults suit a
+    local daemon: a fast connect, and patient reads because loading a large model takes time.
     """
 
     connect: float | None = 5.0
     read: float | None = 120.0
     total: float | None = None
-    #: Longest silence allowed on a progress WebSocket before `PiecesTimeoutError`.
+    #: Longest wait for one of the client's `max_connections` request slots.
+    pool: float | None = 10.0
+    #: Longest time a progress WebSocket may go without a progress event (pings do not
+    #: count) before `PiecesTimeoutError`.
     ws_idle: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("connect", "read", "total", "ws_idle"):
+        for name in ("connect", "read", "total", "pool", "ws_idle"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"timeout {name} must be positive or None, not {value!r}")
@@ -53,7 +57,7 @@ class Timeout(msgspec.Struct, frozen=True, kw_only=True):
             return value
         if value is None:
             return cls(connect=None, read=None)
-        return cls(connect=float(value), read=float(value))
+        return cls(connect=float(value), read=float(value), pool=float(value))
 
     def to_aiohttp(self) -> aiohttp.ClientTimeout:
         """The equivalent aiohttp timeout."""
@@ -105,4 +109,21 @@ async def resolve_base_url(base_url: str | None) -> str:
         discovered = await discover_pieces_os()
         chosen, how = (discovered, "discovered") if discovered else (DEFAULT_BASE_URL, "default")
     logger.debug("using PiecesOS at %s (%s)", chosen, how)
-    return chosen.rstrip("/")
+    return validate_base_url(chosen)
+
+
+def validate_base_url(url: str) -> str:
+    """`url` checked (http or https, a host, a valid port) and normalised; else `ValueError`."""
+    try:
+        parsed = yarl.URL(url.strip())
+        port = parsed.port  # yarl checks the range only when asked
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid PiecesOS URL {url!r}: {exc}") from exc
+    scheme = parsed.scheme.lower()
+    if scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(
+            f"the PiecesOS URL must start with http:// or https:// and name a host: {url!r}"
+        )
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"invalid port {port} in the PiecesOS URL {url!r}")
+    return str(parsed.with_scheme(scheme)).rstrip("/")

@@ -6,6 +6,7 @@ PiecesError
 ├── PiecesAPIError             PiecesOS answered with a non-2xx status
 │   └── ModelNotFoundError     410 or 404: no model with that id
 ├── PiecesDecodeError          a 2xx body or WebSocket frame is not the expected type
+├── PiecesStreamError          a download ended unseen: its stream cannot say how
 └── PiecesClientStateError     the client is not open (use `async with`) or is closed
 """
 
@@ -18,6 +19,7 @@ __all__ = [
     "PiecesConnectionError",
     "PiecesDecodeError",
     "PiecesError",
+    "PiecesStreamError",
     "PiecesTimeoutError",
 ]
 
@@ -44,19 +46,28 @@ class PiecesConnectionError(PiecesError):
 
 
 class PiecesTimeoutError(PiecesError):
-    """A configured timeout ran out before PiecesOS answered."""
+    """A configured timeout ran out before PiecesOS answered; `phase` says which one."""
+
+    def __init__(self, message: str, *, phase: str) -> None:
+        #: Which bound ran out: `connect`, `pool`, `read`, `total` or `ws_idle`.
+        self.phase = phase
+        super().__init__(message)
 
 
 class PiecesAPIError(PiecesError):
     """PiecesOS answered with a status outside 2xx."""
 
-    def __init__(self, status: int, method: str, url: str, body: str) -> None:
+    def __init__(
+        self, status: int, method: str, url: str, body: str, *, retry_after: float | None = None
+    ) -> None:
         if len(body) > MAX_ERROR_BODY_CHARS:
             body = body[:MAX_ERROR_BODY_CHARS] + f"... ({len(body)} characters in all)"
         self.status = status
         self.method = method
         self.url = url
         self.body = body
+        #: Seconds the server asked us to wait (`Retry-After`), when it said so.
+        self.retry_after = retry_after
         detail = body.strip().splitlines()[0] if body.strip() else "(empty body)"
         super().__init__(f"{method} {url} answered {status}: {detail[:200]}")
 
@@ -67,6 +78,10 @@ class ModelNotFoundError(PiecesAPIError):
 
 class PiecesDecodeError(PiecesError):
     """A 2xx body or WebSocket frame is not the expected type; the message says where."""
+
+
+class PiecesStreamError(PiecesError):
+    """A download ended while its progress socket was down, and not by completing."""
 
 
 class PiecesClientStateError(PiecesError):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import msgspec
 
 from ._exceptions import PiecesAPIError, PiecesConnectionError, PiecesError
 
-__all__ = ["Retry", "is_retryable", "retry_after_failure", "with_retries"]
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+__all__ = ["Retry", "is_retryable", "with_retries"]
 
 logger = logging.getLogger("aiopieces")
 
@@ -30,7 +33,8 @@ class Retry(msgspec.Struct, frozen=True, kw_only=True):
     backoff: float = 0.2
     #: Longest single wait.
     max_backoff: float = 3.0
-    #: Seconds after the first failure past which no new attempt starts.
+    #: Seconds after the first failure past which no new attempt starts (a wait that
+    #: would end later, a server's `Retry-After` included, is not taken: the error is).
     max_elapsed: float = 15.0
     #: Statuses that mean "try again" from a proxy or a restarting PiecesOS.
     statuses: frozenset[int] = frozenset({502, 503, 504})
@@ -58,37 +62,69 @@ def is_retryable(exc: BaseException, idempotent: bool, policy: Retry) -> bool:
     return False
 
 
-async def retry_after_failure(
-    first_error: PiecesError,
+def _next_wait(policy: Retry) -> Callable[[RetryCallState], float]:
+    """Tenacity's wait: the server's `Retry-After` when it gave one, else jittered backoff."""
+    from tenacity import wait_random_exponential
+
+    backoff = wait_random_exponential(multiplier=policy.backoff, max=policy.max_backoff)
+
+    def wait(state: RetryCallState) -> float:
+        """Seconds to wait before the next try."""
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, PiecesAPIError) and error.retry_after is not None:
+            return error.retry_after
+        return backoff(state)
+
+    return wait
+
+
+async def with_retries(
     attempt: Callable[[], Awaitable[T]],
     *,
     idempotent: bool,
     policy: Retry,
     what: str,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> T:
-    """Go on after `first_error` with up to `policy.attempts - 1` more tries of `attempt`."""
+    """Run `attempt`, retrying it as `policy` allows when it fails retryably.
+
+    The first try runs on its own, so the common case never imports tenacity. After a
+    retryable failure, tenacity drives the rest: it waits (the server's `Retry-After`,
+    else jittered exponential backoff), never starts a try that would begin more than
+    `max_elapsed` seconds after the first failure, and re-raises the last error.
+    `sleep` does the waiting; the client passes one that ends early when it closes.
+    """
+    try:
+        return await attempt()
+    except PiecesError as exc:
+        if policy.attempts == 1 or not is_retryable(exc, idempotent, policy):
+            raise
+        first_error = exc
+
     # Imported here: most processes never retry, and import time matters to a client.
     from tenacity import (
         AsyncRetrying,
-        RetryCallState,
         retry_if_exception,
         stop_after_attempt,
-        stop_after_delay,
-        wait_random_exponential,
+        stop_before_delay,
     )
 
     def log_retry(state: RetryCallState) -> None:
         """Log each retry at DEBUG, with the wait and the error that caused it."""
         error = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
         logger.debug(
-            "retrying %s in %.2f s (try %d failed: %s)", what, wait, state.attempt_number, error
+            "retrying %s in %.2f s (try %d failed: %s)",
+            what,
+            state.upcoming_sleep,
+            state.attempt_number,
+            error,
         )
 
     retrying = AsyncRetrying(
-        sleep=anyio.sleep,
-        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_elapsed),
-        wait=wait_random_exponential(multiplier=policy.backoff, max=policy.max_backoff),
+        sleep=sleep,
+        # The first try counts as the first attempt (see `pending` below).
+        stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.max_elapsed),
+        wait=_next_wait(policy),
         retry=retry_if_exception(lambda exc: is_retryable(exc, idempotent, policy)),
         before_sleep=log_retry,
         reraise=True,
@@ -97,23 +133,9 @@ async def retry_after_failure(
     async for try_ in retrying:
         with try_:
             if pending is not None:
-                # The first try already ran (without tenacity, to keep the common path
-                # fast); feed its failure in so that tenacity counts it and waits.
+                # Tenacity's first attempt is the try that already failed: hand it its
+                # error, so that it counts the try and waits before the next one.
                 error, pending = pending, None
                 raise error
             return await attempt()
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
-
-async def with_retries(
-    attempt: Callable[[], Awaitable[T]], *, idempotent: bool, policy: Retry, what: str
-) -> T:
-    """Run `attempt`, retrying it as `policy` allows when it fails retryably."""
-    try:
-        return await attempt()
-    except PiecesError as exc:
-        if policy.attempts == 1 or not is_retryable(exc, idempotent, policy):
-            raise
-        return await retry_after_failure(
-            exc, attempt, idempotent=idempotent, policy=policy, what=what
-        )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
+import logging
+import time
 from collections.abc import Iterator
 from typing import TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import anyio
 import msgspec
 import yarl
 
@@ -15,7 +19,6 @@ from ._config import Timeout
 from ._exceptions import (
     ModelNotFoundError,
     PiecesAPIError,
-    PiecesClientStateError,
     PiecesConnectionError,
     PiecesDecodeError,
     PiecesError,
@@ -24,9 +27,15 @@ from ._exceptions import (
 
 T = TypeVar("T")
 
-#: Bodies larger than this are refused rather than read into memory.
+logger = logging.getLogger("aiopieces")
+
+#: Bodies (after decompression) and WebSocket frames larger than this are refused.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: How long a WebSocket close handshake may take before the socket is dropped.
+CLOSE_TIMEOUT = 2.0
 _NOT_FOUND = frozenset({404, 410})
+#: A `Retry-After` longer than this is not a wait but a refusal.
+_MAX_RETRY_AFTER = 3600.0
 
 
 def model_segment(model_id: str) -> str:
@@ -39,21 +48,43 @@ def model_segment(model_id: str) -> str:
     return quote(model_id, safe="").replace(".", "%2E")
 
 
-def api_error(status: int, method: str, url: str, body: str) -> PiecesAPIError:
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date), if usable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds or seconds > _MAX_RETRY_AFTER:  # NaN, or not worth waiting
+        return None
+    return max(0.0, seconds)
+
+
+def api_error(
+    status: int, method: str, url: str, body: str, *, retry_after: float | None = None
+) -> PiecesAPIError:
     """The error for a non-2xx answer: `ModelNotFoundError` for 404 and 410."""
     cls = ModelNotFoundError if status in _NOT_FOUND else PiecesAPIError
-    return cls(status, method, url, body)
+    return cls(status, method, url, body, retry_after=retry_after)
 
 
 @contextlib.contextmanager
 def translate_errors(method: str, target: str | yarl.URL, timeout: Timeout) -> Iterator[None]:
-    """Turn aiohttp and OS errors raised inside into the matching `PiecesError`."""
+    """Turn aiohttp, OS and decoding errors raised inside into the matching `PiecesError`."""
     try:
         yield
     except PiecesError:
         raise
     except Exception as exc:
-        raise to_pieces_error(exc, method, str(target), timeout) from None
+        error = to_pieces_error(exc, method, str(target), timeout)
+        if error is exc:
+            raise
+        raise error from exc
 
 
 def to_pieces_error(exc: Exception, method: str, url: str, timeout: Timeout) -> Exception:
@@ -62,13 +93,17 @@ def to_pieces_error(exc: Exception, method: str, url: str, timeout: Timeout) -> 
         return api_error(exc.status, method, url, exc.message)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return PiecesTimeoutError(
-            f"{method} {url}: no connection within {timeout.connect} s (connect timeout)"
+            f"{method} {url}: no connection within {timeout.connect} s (connect timeout)",
+            phase="connect",
         )
     if isinstance(exc, aiohttp.SocketTimeoutError):
-        return PiecesTimeoutError(f"{method} {url}: no data for {timeout.read} s (read timeout)")
+        return PiecesTimeoutError(
+            f"{method} {url}: no data for {timeout.read} s (read timeout)", phase="read"
+        )
     if isinstance(exc, TimeoutError):
         return PiecesTimeoutError(
-            f"{method} {url}: no complete answer within {timeout.total} s (total timeout)"
+            f"{method} {url}: no complete answer within {timeout.total} s (total timeout)",
+            phase="total",
         )
     if isinstance(exc, aiohttp.ClientConnectorError):
         # The connection itself failed: PiecesOS never saw the request.
@@ -81,9 +116,8 @@ def to_pieces_error(exc: Exception, method: str, url: str, timeout: Timeout) -> 
     if isinstance(exc, aiohttp.ClientError | OSError):
         reason = str(exc) or type(exc).__name__
         return PiecesConnectionError(url, f"the connection failed ({reason})")
-    if isinstance(exc, RuntimeError) and "closed" in str(exc).lower():
-        # aiohttp's RuntimeError("Session is closed"): the session closed under us.
-        return PiecesClientStateError("the HTTP session is closed")
+    if isinstance(exc, UnicodeDecodeError | msgspec.DecodeError):
+        return PiecesDecodeError(f"{method} {url}: {exc}")
     return exc
 
 
@@ -91,19 +125,23 @@ def decode(decoder: msgspec.json.Decoder[T], data: bytes | str, what: str) -> T:
     """Decode `data`, raising `PiecesDecodeError` with where in the payload it failed."""
     try:
         return decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string.
         preview = data[:200] if isinstance(data, str) else data[:200].decode("utf-8", "replace")
-        raise PiecesDecodeError(f"{what}: {exc}; payload starts {preview!r}") from None
+        raise PiecesDecodeError(f"{what}: {exc}; payload starts {preview!r}") from exc
 
 
 async def read_body(resp: aiohttp.ClientResponse, limit: int = MAX_RESPONSE_BYTES) -> bytes:
-    """Read a response body, refusing one larger than `limit` bytes."""
-    if resp.content_length is not None:
-        if resp.content_length > limit:
+    """Read a response body, refusing one larger than `limit` bytes once decompressed."""
+    length = resp.content_length
+    if length is not None and "Content-Encoding" not in resp.headers:
+        # Not compressed: the declared length is what lands in memory.
+        if length > limit:
             raise PiecesDecodeError(
-                f"{resp.method} {resp.url}: body of {resp.content_length} bytes exceeds {limit}"
+                f"{resp.method} {resp.url}: body of {length} bytes exceeds {limit}"
             )
         return await resp.read()  # the common case: a known, acceptable length
+    # Compressed or of unknown length: count what decompression actually produces.
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_any():
@@ -112,6 +150,73 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int = MAX_RESPONSE_BYTE
             raise PiecesDecodeError(f"{resp.method} {resp.url}: body exceeds {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    slots: anyio.Semaphore,
+    method: str,
+    url: yarl.URL,
+    *,
+    data: bytes | None,
+    headers: dict[str, str] | None,
+    timeout: Timeout,
+    aiohttp_timeout: aiohttp.ClientTimeout,
+    limit: int,
+) -> bytes:
+    """One try of one request: a pool slot, send, read (at most `limit` bytes), check status.
+
+    Returns the body of a 2xx answer; raises `PiecesAPIError` for any other status and
+    the matching `PiecesError` for everything that goes wrong on the way.
+    """
+    try:
+        with anyio.fail_after(timeout.pool):
+            await slots.acquire()
+    except TimeoutError:
+        raise PiecesTimeoutError(
+            f"{method} {url}: every request slot of this client (max_connections) stayed "
+            f"busy for {timeout.pool} s (pool timeout)",
+            phase="pool",
+        ) from None
+    try:
+        with translate_errors(method, url, timeout):
+            async with session.request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=aiohttp_timeout,
+                # Our status handling applies, whatever the session's defaults are.
+                raise_for_status=False,
+            ) as resp:
+                payload = await read_body(resp, limit)
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+    finally:
+        slots.release()
+    if not 200 <= status < 300:
+        text = payload.decode("utf-8", "replace")
+        raise api_error(
+            status, method, str(url), text, retry_after=parse_retry_after(retry_after)
+        )
+    return payload
+
+
+async def close_ws(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Close a WebSocket within `CLOSE_TIMEOUT`, even when cancelled or the peer never answers.
+
+    aiohttp's `close()` waits for the peer's CLOSE frame and restarts its timer on every
+    other frame, so a peer that keeps sending could hold it for ever; the bound here is
+    absolute, and aiohttp drops the connection when its close is cut short.
+    """
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT) as scope:
+        await ws.close()
+    if scope.cancelled_caught:
+        logger.debug("the peer did not finish the close handshake in %s s", CLOSE_TIMEOUT)
+    if not ws.closed:
+        # Cut short while another task was still reading: drop the connection, since
+        # aiohttp offers no public abort for a client WebSocket.
+        ws._response.close()
 
 
 def join_url(base_url: str, path: str) -> yarl.URL:

@@ -10,7 +10,7 @@ from aiohttp import web
 OK_MODELS = b'{"iterable": []}'
 OK_MODEL = (
     b'{"id":"m","name":"M","version":"1","cloud":false,"created":{"value":"2025-01-01T00:00:00Z"},'
-    b'"type":"BALANCED","usage":"CODE_CONVERSATION","custom":true}'
+    b'"type":"BALANCED","usage":"CODE_CONVERSATION","custom":true,"downloading":true}'
 )
 
 
