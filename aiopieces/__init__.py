@@ -45,8 +45,8 @@ from ._version import __version__
 __all__ = [
     "DEFAULT_BASE_URL",
     "AsyncPiecesClient",
-    "ClientState",
     "ByteDescriptor",
+    "ClientState",
     "DownloadProgress",
     "EmbeddedModelSchema",
     "EmbeddedModelSchemaSemanticVersionEnum",

@@ -218,6 +218,11 @@ class AsyncPiecesClient:
             conn.closed.set()
 
     @property
+    def state(self) -> ClientState:
+        """Where this client is in its life; `CLOSED` only once closing has finished."""
+        return self._conn.state
+
+    @property
     def base_url(self) -> str:
         """The PiecesOS URL in use (known once the client is open)."""
         if self._conn.base_url is None:

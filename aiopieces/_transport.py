@@ -196,9 +196,7 @@ async def send(
         slots.release()
     if not 200 <= status < 300:
         text = payload.decode("utf-8", "replace")
-        raise api_error(
-            status, method, str(url), text, retry_after=parse_retry_after(retry_after)
-        )
+        raise api_error(status, method, str(url), text, retry_after=parse_retry_after(retry_after))
     return payload
 
 

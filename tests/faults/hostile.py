@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -25,6 +26,16 @@ class Hostile:
     body_started: asyncio.Event = field(default_factory=asyncio.Event)
     ws_closed: asyncio.Event = field(default_factory=asyncio.Event)
     ws_connections: int = 0
+    #: Set when a WebSocket handshake after the first has been answered.
+    ws_reconnected: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set when a download request has arrived (`stall_download` keeps it waiting).
+    download_received: asyncio.Event = field(default_factory=asyncio.Event)
+    #: What `GET /model/{id}` answers instead of the default model, when set.
+    model_body: bytes | None = None
+    #: The `Retry-After` header of `503_retry_after`.
+    retry_after: str = "0"
+    #: The size of the frame `ws_oversized` sends.
+    frame_size: int = 0
 
     def make_app(self) -> web.Application:
         """The app: every HTTP path and the progress WebSocket go through the fault switch."""
@@ -40,6 +51,26 @@ class Hostile:
         self.received.set()
         fault = self.fault
         body = OK_MODELS if path == "/models" else OK_MODEL
+        if self.model_body is not None and request.method == "GET" and path.startswith("/model/"):
+            body = self.model_body
+        if fault == "stall_download" and path.endswith("/download"):
+            self.download_received.set()
+            await self.release.wait()
+        if fault == "gzip_bomb":
+            packed = gzip.compress(b" " * 5_000_000 + b"{}")  # about 5 KB on the wire
+            return web.Response(
+                body=packed,
+                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            )
+        if fault == "invalid_utf8":
+            return web.Response(body=b'{"id":"m\xff\xfe"}', content_type="application/json")
+        if fault == "503_retry_after":
+            return web.Response(
+                status=503,
+                text="busy",
+                headers={"Retry-After": self.retry_after},
+                content_type="text/plain",
+            )
         if fault == "reset_mid_body":
             resp = web.StreamResponse(headers={"Content-Length": "1000"})
             await resp.prepare(request)
@@ -100,12 +131,21 @@ class Hostile:
             return web.Response(status=404, text="no such model", content_type="text/plain")
         if fault == "ws_500":
             return web.Response(status=500, text="boom", content_type="text/plain")
+        if fault == "ws_drop_then_503" and self.ws_connections > 1:
+            self.ws_reconnected.set()
+            return web.Response(status=503, text="restarting", content_type="text/plain")
+        if fault == "ws_endless_deaf":
+            return await self._endless_deaf(request)
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        if self.ws_connections > 1:
+            self.ws_reconnected.set()
         sender: asyncio.Task[None] | None = None
         try:
             if fault == "ws_endless":
                 sender = asyncio.create_task(self._endless(ws))
+            elif fault == "ws_pings_only":
+                sender = asyncio.create_task(self._pings(ws))
             else:
                 await self._frames(ws, request, fault)
             async for _ in ws:  # until the client closes
@@ -124,6 +164,26 @@ class Hostile:
             percentage = (percentage + 0.01) % 100
             await ws.send_str(f'{{"status":"IN-PROGRESS","percentage":{percentage:.2f}}}')
             await asyncio.sleep(0)  # let the loop run: send_str alone never yields
+
+    async def _endless_deaf(self, request: web.Request) -> web.StreamResponse:
+        """Progress frames for ever, and never a reply to the client's close frame."""
+        ws = web.WebSocketResponse(autoclose=False)
+        await ws.prepare(request)
+        try:
+            while True:  # never reads, so never sees (or answers) a close frame
+                await ws.send_str('{"status":"IN-PROGRESS","percentage":1}')
+                await asyncio.sleep(0.001)  # pacing: the loop must breathe
+        except (ConnectionError, RuntimeError):
+            return ws  # the client dropped the connection
+        finally:
+            self.ws_closed.set()
+
+    @staticmethod
+    async def _pings(ws: web.WebSocketResponse) -> None:
+        await ws.send_str('{"status":"INITIALIZED","percentage":0}')
+        while not ws.closed:
+            await ws.ping()
+            await asyncio.sleep(0.01)  # pacing of the server's pings, not a wait for an event
 
     async def _frames(self, ws: web.WebSocketResponse, request: web.Request, fault: str) -> None:
         await ws.send_str('{"status":"INITIALIZED","percentage":0}')
@@ -153,5 +213,16 @@ class Hostile:
                 await ws.close(code=1012, message=b"service restart")
             else:
                 await ws.send_str('{"status":"COMPLETED","percentage":100}')
+        elif fault in ("ws_drop_then_done", "ws_drop_then_503") and self.ws_connections == 1:
+            await ws.send_str('{"status":"IN-PROGRESS","percentage":40}')
+            assert request.transport is not None
+            request.transport.abort()
+        elif fault == "ws_oversized":
+            padding = " " * self.frame_size
+            await ws.send_str('{"status":"IN-PROGRESS","percentage":1' + padding + "}")
+        elif fault == "ws_close_1007":
+            await ws.close(code=1007, message=b"invalid frame payload data")
+        elif fault == "ws_invalid_utf8":
+            await ws.send_bytes(b'{"status":"IN-\xff\xfe"}')
         elif fault == "ws_silent":
             pass  # answers pings (aiohttp does), sends nothing more
