@@ -97,12 +97,12 @@ async def test_twice_max_connections_concurrent_downloads_all_complete(
                 finals.append(str(event.status))
 
     with anyio.fail_after(BOUND):
-        async with AsyncPiecesClient(pieces_emulator.url, max_connections=2, timeout=None) as c:
-            async with anyio.create_task_group() as tg:
-                for _ in range(4):
-                    tg.start_soon(follow, c)
-                await pieces_emulator.wait_for_subscribers(target, 4)
-                pieces_emulator.release_downloads()
+        c = AsyncPiecesClient(pieces_emulator.url, max_connections=2, timeout=None)
+        async with c, anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(follow, c)
+            await pieces_emulator.wait_for_subscribers(target, 4)
+            pieces_emulator.release_downloads()
     assert finals == ["COMPLETED"] * 4
 
 
@@ -110,13 +110,13 @@ async def test_an_exhausted_pool_says_so(hostile: tuple[Hostile, str]) -> None:
     state, url = hostile
     state.fault = "never_answer"
     with anyio.fail_after(BOUND):
-        async with client(url, max_connections=1, timeout=Timeout(pool=0.2), retry=None) as c:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(c.list_models)  # holds the only slot
-                await state.received.wait()
-                with pytest.raises(PiecesTimeoutError) as info:
-                    await c.get_model("m")
-                tg.cancel_scope.cancel()
+        c = client(url, max_connections=1, timeout=Timeout(pool=0.2), retry=None)
+        async with c, anyio.create_task_group() as tg:
+            tg.start_soon(c.list_models)  # holds the only slot
+            await state.received.wait()
+            with pytest.raises(PiecesTimeoutError) as info:
+                await c.get_model("m")
+            tg.cancel_scope.cancel()
     assert info.value.phase == "pool" and "max_connections" in str(info.value)
 
 
@@ -275,11 +275,10 @@ async def test_cancelled_while_the_download_request_is_in_flight_still_cancels(
             pass
 
     with anyio.fail_after(BOUND):
-        async with client(url) as c:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(follow, c)
-                await state.download_received.wait()
-                tg.cancel_scope.cancel()
+        async with client(url) as c, anyio.create_task_group() as tg:
+            tg.start_soon(follow, c)
+            await state.download_received.wait()
+            tg.cancel_scope.cancel()
     assert state.hits["/model/m/download/cancel"] == 1
 
 
@@ -440,10 +439,10 @@ async def test_a_callers_raise_for_status_session_does_not_change_our_errors(
     state, url = hostile
     state.fault = "gone_410"
     with anyio.fail_after(BOUND):
-        async with aiohttp.ClientSession(raise_for_status=True) as session:
-            async with client(url, session=session) as c:
-                with pytest.raises(ModelNotFoundError):
-                    await c.get_model("m")
+        session = aiohttp.ClientSession(raise_for_status=True)
+        async with session, client(url, session=session) as c:
+            with pytest.raises(ModelNotFoundError):
+                await c.get_model("m")
     assert state.hits["/model/m"] == 1  # a 410 is an answer, not a connection failure
 
 
@@ -564,8 +563,8 @@ async def test_200_concurrent_downloads_on_100_connections_all_complete() -> Non
 
     with anyio.fail_after(60):
         async with PiecesOSEmulator(catalog, download_steps=3) as emulator:
-            async with AsyncPiecesClient(emulator.url, max_connections=100, retry=FAST_RETRY) as c:
-                async with anyio.create_task_group() as tg:
-                    for model in catalog:
-                        tg.start_soon(follow, c, model["id"])
+            c = AsyncPiecesClient(emulator.url, max_connections=100, retry=FAST_RETRY)
+            async with c, anyio.create_task_group() as tg:
+                for model in catalog:
+                    tg.start_soon(follow, c, model["id"])
     assert finals == {m["id"]: "COMPLETED" for m in catalog}
