@@ -66,3 +66,26 @@ def test_any_status_string_decodes(status: str, percentage: float) -> None:
     assert isinstance(event, ModelDownloadProgress)
     assert event.status == status
     assert msgspec.json.decode(msgspec.json.encode(event))["status"] == status
+
+
+# Each names a string where raw bytes land: invalid UTF-8 there made msgspec raise
+# UnicodeDecodeError, which escaped as is until `decode` mapped it.
+STRING_SLOTS = [
+    b'{"iterable":[{"id":"%s"}]}',
+    b'{"id":"%s","name":"n"}',
+    b'{"status":"%s","percentage":1}',
+    b'{"model":{"id":"%s"}}',
+    b'{"id":"m","created":{"value":"%s"}}',
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(STRING_SLOTS),
+    st.binary(max_size=12) | st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88"]),
+)
+def test_raw_bytes_inside_a_json_string(template: bytes, raw: bytes) -> None:
+    data = template.replace(b"%s", raw.replace(b'"', b"").replace(b"\\", b""))
+    for decoder in DECODERS:
+        with contextlib.suppress(PiecesDecodeError):
+            decode(decoder, data, "fuzz")
