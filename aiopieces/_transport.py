@@ -170,14 +170,9 @@ async def send(
     the matching `PiecesError` for everything that goes wrong on the way.
     """
     try:
-        with anyio.fail_after(timeout.pool):
-            await slots.acquire()
-    except TimeoutError:
-        raise PiecesTimeoutError(
-            f"{method} {url}: every request slot of this client (max_connections) stayed "
-            f"busy for {timeout.pool} s (pool timeout)",
-            phase="pool",
-        ) from None
+        slots.acquire_nowait()  # the common case: a slot is free, no timer needed
+    except anyio.WouldBlock:
+        await _wait_for_slot(slots, method, url, timeout)
     try:
         with translate_errors(method, url, timeout):
             async with session.request(
@@ -198,6 +193,20 @@ async def send(
         text = payload.decode("utf-8", "replace")
         raise api_error(status, method, str(url), text, retry_after=parse_retry_after(retry_after))
     return payload
+
+
+async def _wait_for_slot(
+    slots: anyio.Semaphore, method: str, url: yarl.URL, timeout: Timeout
+) -> None:
+    try:
+        with anyio.fail_after(timeout.pool):
+            await slots.acquire()
+    except TimeoutError:
+        raise PiecesTimeoutError(
+            f"{method} {url}: every request slot of this client (max_connections) stayed "
+            f"busy for {timeout.pool} s (pool timeout)",
+            phase="pool",
+        ) from None
 
 
 async def close_ws(ws: aiohttp.ClientWebSocketResponse) -> None:
