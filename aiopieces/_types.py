@@ -4,6 +4,15 @@ Attributes are snake_case; the JSON names are the schema's (`maxTokens`, `schema
 Optional fields default to `None` and are left out of the JSON when unset, never sent
 as `null`. Unknown JSON fields are ignored, and enum fields keep values this release
 does not know (see `aiopieces._enums`).
+
+Tolerant in: PiecesOS leaves out fields the schema marks required (a local model has no
+`cloud`; empty values are left out rather than sent as `null`), so every type we decode
+gives such a field a default, and only what makes an object meaningless stays required
+(a model's `id`, a timestamp's `value`). Each type's docstring says what an absent field
+means. Faithful out: `update_model` sends back the server's own JSON with only the fields
+you changed replaced, so a default never turns into a key PiecesOS did not send.
+`SeededModel`, which we build and send, keeps the schema's required fields; the nested
+types it shares keep sending their required keys (`_sent` defaults) even at the default.
 """
 
 from __future__ import annotations
@@ -43,6 +52,28 @@ __all__ = [
 Number = int | float
 
 
+def _none() -> None:
+    return None
+
+
+def _zero() -> int:
+    return 0
+
+
+def _empty() -> str:
+    return ""
+
+
+def _unknown_semantic() -> EmbeddedModelSchemaSemanticVersionEnum:
+    return EmbeddedModelSchemaSemanticVersionEnum.UNKNOWN
+
+
+# A `default_factory` default is decoded when the key is absent but, unlike a plain
+# default, still encoded (msgspec's `omit_defaults` only leaves out plain defaults): for
+# required fields of the types `SeededModel` shares, so that what we send keeps every key
+# the schema requires. The factories return immutable values.
+
+
 class WireType(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel", gc=False):
     """Base of every PiecesOS wire type: keyword construction, camelCase JSON names."""
 
@@ -51,14 +82,25 @@ class WireType(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel",
 
 
 class EmbeddedModelSchema(WireType):
-    """The schema version a PiecesOS object was written with."""
+    """The schema version a PiecesOS object was written with.
 
-    migration: int
-    semantic: EmbeddedModelSchemaSemanticVersionEnum
+    Absent fields: `migration` is 0 and `semantic` is `UNKNOWN` (a version marker is never
+    worth failing a decode for). Both are still sent, since the schema requires them.
+    """
+
+    migration: int = msgspec.field(default_factory=_zero)
+    semantic: EmbeddedModelSchemaSemanticVersionEnum = msgspec.field(
+        default_factory=_unknown_semantic
+    )
 
 
 class GroupedTimestamp(WireType):
-    """A point in time; `value` is timezone-aware (a naive datetime is taken as UTC)."""
+    """A point in time; `value` is timezone-aware (a naive datetime is taken as UTC).
+
+    PiecesOS sends `{"value": "2024-05-22T16:00:00.000Z", "readable": "5 months ago"}`:
+    `readable` is a humanised age. Absent fields: `value` stays required (a timestamp
+    without a time means nothing); no `readable` is `None`.
+    """
 
     value: dt.datetime
     readable: str | None = None
@@ -70,10 +112,14 @@ class GroupedTimestamp(WireType):
 
 
 class ByteDescriptor(WireType):
-    """A size in bytes with its human-readable form."""
+    """A size in bytes with its human-readable form.
+
+    Absent fields: `value` stays required (a size without a number means nothing); no
+    `readable` is `""` (format `value` yourself), still sent as the schema requires.
+    """
 
     value: int
-    readable: str
+    readable: str = msgspec.field(default_factory=_empty)
     schema: EmbeddedModelSchema | None = None
 
 
@@ -91,19 +137,26 @@ class ModelCapabilities(WireType):
 
 
 class ModelMaxTokens(WireType):
-    """Token limits of a model; `total` is required but may be null."""
+    """Token limits of a model; `total` is required but may be null.
 
-    total: Number | None
+    Absent fields: no `total` is `None`, an unknown limit, as `null` is; it is still sent
+    (as `null`), since the schema requires the key.
+    """
+
+    total: Number | None = msgspec.field(default_factory=_none)
     input: Number | None = None
     output: Number | None = None
     schema: EmbeddedModelSchema | None = None
 
 
 class Score(WireType):
-    """Activity points of an object."""
+    """Activity points of an object.
 
-    manual: int
-    automatic: int
+    Absent fields: no `manual` or `automatic` is 0, no points of that kind.
+    """
+
+    manual: int = 0
+    automatic: int = 0
     priority: int | None = None
     reference: int | None = None
     reuse: int | None = None
@@ -113,14 +166,20 @@ class Score(WireType):
 
 
 class ReferencedModel(WireType):
-    """A reference to a model by id."""
+    """A reference to a model by id.
+
+    Absent fields: `id` stays required (a reference to nothing means nothing).
+    """
 
     id: str
     schema: EmbeddedModelSchema | None = None
 
 
 class ReferencedEntity(WireType):
-    """A reference to an organisation; `reference` is its flattened graph, kept as JSON."""
+    """A reference to an organisation; `reference` is its flattened graph, kept as JSON.
+
+    Absent fields: `id` stays required (a reference to nothing means nothing).
+    """
 
     id: str
     # About 45 types deep; kept as decoded JSON so that whatever the server sent
@@ -130,7 +189,11 @@ class ReferencedEntity(WireType):
 
 
 class SeededModel(WireType):
-    """What `create_model` sends: a model before PiecesOS gives it an id."""
+    """What `create_model` sends: a model before PiecesOS gives it an id.
+
+    Built by you and sent, never decoded from PiecesOS: the schema's required fields stay
+    required here.
+    """
 
     name: str
     version: str
@@ -157,15 +220,25 @@ class SeededModel(WireType):
 
 
 class Model(WireType):
-    """A machine-learning model known to PiecesOS."""
+    """A machine-learning model known to PiecesOS.
+
+    Absent fields (PiecesOS leaves out some the schema requires, and empty values):
+    `id` stays required, a model without one cannot be named. No `cloud` is `False`, a
+    local or internal model (PiecesOS sends `cloud` only for cloud models). No `name` or
+    `version` is `""`, none given. No `created` is `None`, unknown. No `type` or `usage`
+    is `UNKNOWN`. The optional fields are `None` when absent; for the flags that means
+    false as PiecesOS sends them: no `downloaded` is not downloaded (it is sent only
+    once true), no `custom` or `denied` is a built-in, allowed model. A default is never
+    sent back by `update_model` unless you change the field.
+    """
 
     id: str
-    name: str
-    version: str
-    cloud: bool
-    created: GroupedTimestamp
-    type: ModelTypeEnum
-    usage: ModelUsageEnum
+    name: str = ""
+    version: str = ""
+    cloud: bool = False
+    created: GroupedTimestamp | None = None
+    type: ModelTypeEnum = ModelTypeEnum.UNKNOWN
+    usage: ModelUsageEnum = ModelUsageEnum.UNKNOWN
     bytes: ByteDescriptor | None = None
     capabilities: ModelCapabilities | None = None
     cpu: bool | None = None
@@ -188,15 +261,26 @@ class Model(WireType):
 
 
 class Models(WireType):
-    """A list of models, as `GET /models` answers."""
+    """A list of models, as `GET /models` answers.
 
-    iterable: list[Model]
+    Absent fields: no `iterable` is an empty list, no models (PiecesOS leaves out empty
+    values).
+    """
+
+    iterable: list[Model] = []
     score: Score | None = None
     schema: EmbeddedModelSchema | None = None
 
 
 class ModelDownloadProgress(WireType):
-    """One progress event of a model download, as the progress WebSocket sends it."""
+    """One progress event of a model download, as the progress WebSocket sends it.
+
+    A socket opened for a model that is not downloading first gets `{"status":"UNKNOWN"}`:
+    PiecesOS knows no download of it yet (or cannot tell its state). `UNKNOWN`, like an
+    absent `status` or a status this release does not know, never ends a stream; only
+    `COMPLETED`, `FAILED` and `CANCELED` do. Absent fields: none is required; no
+    `percentage` is `None`, not given.
+    """
 
     status: ModelDownloadProgressStatusEnum | None = None
     percentage: Number | None = None
@@ -215,7 +299,10 @@ class ModelDeleteCacheInput(WireType):
 
 
 class ModelDeleteCacheOutput(WireType):
-    """The answer of `POST /models/{model}/delete/cache`."""
+    """The answer of `POST /models/{model}/delete/cache`.
+
+    Absent fields: `model` stays required; it is the answer's only content.
+    """
 
     model: ReferencedModel
     schema: EmbeddedModelSchema | None = None

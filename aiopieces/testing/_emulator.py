@@ -3,6 +3,13 @@
 It keeps models as the JSON objects PiecesOS sends (so fields it does not know survive
 an update), runs downloads in the background and streams their progress to every
 subscriber of the progress WebSocket, and answers errors with `text/plain` bodies.
+
+It speaks in one of two shapes (see `aiopieces.testing._catalog`): `"pieces"`, what
+PiecesOS 10 really sends (the default), or `"schema"`, schema-complete. The shape decides
+the built-in catalog, how the emulator's own writes look (in the pieces shape a flag that
+turns false is left out, a new key goes to its place in PiecesOS's order) and whether a
+progress socket opened with no download running first gets `{"status":"UNKNOWN"}`.
+A catalog you give is served as you give it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from .._types import Model, ModelDeleteCacheInput, SeededModel
-from ._catalog import default_catalog, is_llm
+from ._catalog import SHAPES, Shape, default_catalog, in_pieces_order, is_llm, put
 
 __all__ = ["PiecesOSEmulator", "serve_emulator"]
 
@@ -36,6 +43,11 @@ DUPLICATE_KEY_FIELDS = ("name", "version", "cloud", "unique")
 
 #: How many requests the emulator remembers, so that a long-running one stays small.
 _RECORDED = 1000
+_SCHEMA = {"migration": 0, "semantic": "MAJOR_0_MINOR_0_PATCH_1"}
+#: What the pieces shape sends first on a progress socket when no download is running.
+_UNKNOWN_FRAME = _ENCODE({"status": "UNKNOWN"})
+#: A model's runtime state: PiecesOS's to set, whatever an update body says.
+_RUNTIME_KEYS = ("downloaded", "downloading", "loaded")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -82,27 +94,33 @@ class _Faults:
 class PiecesOSEmulator:
     """A PiecesOS stand-in with state: catalog, downloads, loads, custom models.
 
-    `download_interval` is the pause between progress events (0 for tests, about 0.2
-    for a demo a person watches); `download_steps` is how many `IN-PROGRESS` events a
-    download sends; `latency` delays every HTTP answer.
+    `shape` is `"pieces"` (what PiecesOS really sends, the default) or `"schema"`
+    (schema-complete, what the official SDK can decode). `download_interval` is the pause
+    between progress events (0 for tests, about 0.2 for a demo a person watches);
+    `download_steps` is how many `IN-PROGRESS` events a download sends; `latency` delays
+    every HTTP answer.
     """
 
     def __init__(
         self,
         catalog: Iterable[dict[str, Any] | Model] | None = None,
         *,
+        shape: Shape = "pieces",
         download_interval: float = 0.0,
         download_steps: int = 10,
         latency: float = 0.0,
     ) -> None:
-        """Build an emulator with `catalog` (the built-in one when `None`)."""
+        """Build an emulator with `catalog` (the built-in one, in `shape`, when `None`)."""
         if download_steps < 1:
             raise ValueError("download_steps must be at least 1")
+        if shape not in SHAPES:
+            raise ValueError(f"shape must be one of {SHAPES}, not {shape!r}")
+        self.shape: Shape = shape
         self.download_interval = download_interval
         self.download_steps = download_steps
         self.latency = latency
         self.models: dict[str, dict[str, Any]] = {}
-        for item in default_catalog() if catalog is None else catalog:
+        for item in default_catalog(shape) if catalog is None else catalog:
             self.add_model(item)
         #: The latest requests received, as (method, raw path): what reached the server.
         self.requests: deque[tuple[str, str]] = deque(maxlen=_RECORDED)
@@ -111,6 +129,8 @@ class PiecesOSEmulator:
         self._subscribers: dict[str, set[_Subscriber]] = {}
         self._subscribers_changed = asyncio.Event()
         self._downloads: dict[str, _Download] = {}
+        #: Every download task still running, registered or not, with its model id.
+        self._tasks: dict[asyncio.Task[None], str] = {}
         self._faults = _Faults()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -141,6 +161,10 @@ class PiecesOSEmulator:
         """Let held downloads go on to the end."""
         self._faults.hold_at = None
         self._faults.released.set()
+
+    def running_downloads(self) -> list[str]:
+        """The ids of the models whose download task is still running, one per task."""
+        return sorted(self._tasks.values())
 
     def subscriber_count(self, model_id: str) -> int:
         """How many progress WebSockets are open for `model_id`."""
@@ -215,11 +239,12 @@ class PiecesOSEmulator:
         await self.stop()
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        for download in list(self._downloads.values()):
-            download.task.cancel()
-        for download in list(self._downloads.values()):
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await download.task
+                await task
         for subscribers in self._subscribers.values():
             for subscriber in list(subscribers):
                 await subscriber.ws.close()
@@ -253,11 +278,22 @@ class PiecesOSEmulator:
         data = await request.read()
         self.request_bodies.append((request.raw_path, data))
         try:
+            data.decode()
+        except UnicodeDecodeError as exc:
+            # msgspec raises UnicodeDecodeError, not DecodeError, for bad UTF-8 in a string.
+            raise _HTTPError(
+                400, f"invalid request body: not UTF-8 ({exc.reason} at byte {exc.start})"
+            ) from None
+        try:
             decoder.decode(data)
             raw = _DECODE_ANY.decode(data)
         except msgspec.DecodeError as exc:
-            raise _HTTPError(400, f"invalid request body: {exc}") from None
+            message = " ".join(str(exc).split())  # one line, as every error body
+            raise _HTTPError(400, f"invalid request body: {message}") from None
         return raw  # type: ignore[no-any-return]  # an object, as the typed decode proved
+
+    def _put(self, model: dict[str, Any], **changes: Any) -> None:
+        put(model, self.shape, **changes)
 
     def _broadcast(self, model_id: str, event: dict[str, Any]) -> None:
         frame = _ENCODE(event)
@@ -269,8 +305,20 @@ class PiecesOSEmulator:
 
     # -- downloads -----------------------------------------------------------------
 
+    def _start_download(self, model_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._run_download(model_id))
+        self._downloads[model_id] = _Download(task)
+        self._tasks[task] = model_id
+        task.add_done_callback(self._tasks.pop)
+
+    def _end_download(self, model_id: str, **state: Any) -> None:
+        """Write a download's final state into the model stored now (an update may have
+        replaced its JSON since the download started), if it still exists."""
+        model = self.models.get(model_id)
+        if model is not None:
+            self._put(model, downloading=False, **state)
+
     async def _run_download(self, model_id: str) -> None:
-        model = self.models[model_id]
         try:
             self._broadcast(model_id, {"status": "INITIALIZED", "percentage": 0})
             fail_at = self._faults.fail_at.pop(model_id, None)
@@ -280,18 +328,34 @@ class PiecesOSEmulator:
                 if hold_at is not None and percentage > hold_at:
                     await self._faults.released.wait()
                 if fail_at is not None and percentage >= fail_at:
-                    model["downloading"] = False
-                    model["downloaded"] = False
+                    self._end_download(model_id, downloaded=False)
                     self._broadcast(model_id, {"status": "FAILED", "percentage": percentage})
                     return
                 if step < self.download_steps:
                     self._broadcast(model_id, {"status": "IN-PROGRESS", "percentage": percentage})
                 await asyncio.sleep(self.download_interval)
-            model["downloading"] = False
-            model["downloaded"] = True
+            self._end_download(model_id, downloaded=True)
             self._broadcast(model_id, {"status": "COMPLETED", "percentage": 100})
         finally:
-            self._downloads.pop(model_id, None)
+            # Only its own entry: a cancel and a new download of the same model may have
+            # come in between, and the new download must stay cancellable.
+            download = self._downloads.get(model_id)
+            if download is not None and download.task is asyncio.current_task():
+                del self._downloads[model_id]
+
+    async def _stop_download(self, model_id: str) -> None:
+        """Cancel a running download of `model_id`: the model is no longer downloading
+        nor downloaded, and subscribers get `CANCELED`. Nothing if none runs."""
+        download = self._downloads.pop(model_id, None)
+        if download is None:
+            return
+        download.task.cancel()
+        # State and event before waiting: the cancelled task sends nothing more, and a
+        # download started while we wait is a new one, with its own events.
+        self._end_download(model_id, downloaded=False)
+        self._broadcast(model_id, {"status": "CANCELED"})
+        with contextlib.suppress(asyncio.CancelledError):
+            await download.task
 
     # -- handlers ------------------------------------------------------------------
 
@@ -306,32 +370,26 @@ class PiecesOSEmulator:
 
     async def _download(self, request: web.Request) -> web.Response:
         model = self._find(request)
-        if model["cloud"]:
-            raise _HTTPError(500, f"{model['name']} is a cloud model; it cannot be downloaded.")
+        if model.get("cloud"):
+            raise _HTTPError(500, f"{model.get('name')} is a cloud model; it cannot be downloaded.")
         model_id = model["id"]
         if not model.get("downloaded") and model_id not in self._downloads:
-            model["downloading"] = True
-            task = asyncio.get_running_loop().create_task(self._run_download(model_id))
-            self._downloads[model_id] = _Download(task)
+            self._put(model, downloading=True)
+            self._start_download(model_id)
         return self._json(model)
 
     async def _cancel(self, request: web.Request) -> web.Response:
         model = self._find(request)
-        download = self._downloads.pop(model["id"], None)
-        if download is not None:
-            download.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await download.task
-            model["downloading"] = False
-            model["downloaded"] = False
-            self._broadcast(model["id"], {"status": "CANCELED"})
-        return self._json(model)
+        await self._stop_download(model["id"])
+        return self._json(model)  # updates happen in place: this is the stored model
 
     async def _progress(self, request: web.Request) -> web.StreamResponse:
         model = self._find(request, status=410)
         subscriber = _Subscriber(web.WebSocketResponse())
         download = self._downloads.get(model["id"])
-        if download is not None and download.last_event is not None:
+        if download is None and self.shape == "pieces":
+            subscriber.queue.put_nowait(_UNKNOWN_FRAME)  # PiecesOS knows no download yet
+        elif download is not None and download.last_event is not None:
             subscriber.queue.put_nowait(download.last_event)  # the current state first
         # Subscribed before the handshake: its client may start a download as soon as
         # it reads the 101, and must not miss the first event.
@@ -352,22 +410,24 @@ class PiecesOSEmulator:
 
     async def _load(self, request: web.Request) -> web.Response:
         model = self._find(request)
-        if model["cloud"]:
-            raise _HTTPError(500, f"{model['name']} is a cloud model; it cannot be loaded.")
+        if model.get("cloud"):
+            raise _HTTPError(500, f"{model.get('name')} is a cloud model; it cannot be loaded.")
         if not model.get("downloaded"):
-            raise _HTTPError(500, f"{model['name']} must be downloaded before it can be loaded.")
-        model["loaded"] = True
+            raise _HTTPError(
+                500, f"{model.get('name')} must be downloaded before it can be loaded."
+            )
+        self._put(model, loaded=True)
         return self._json(model)
 
     async def _unload(self, request: web.Request) -> web.Response:
         model = self._find(request)
-        model["loaded"] = False
+        self._put(model, loaded=False)
         return self._json(model)
 
     async def _unload_all(self, request: web.Request) -> web.Response:
         for model in self.models.values():
             if model.get("loaded"):
-                model["loaded"] = False
+                self._put(model, loaded=False)
         return web.Response(status=204)
 
     async def _update(self, request: web.Request) -> web.Response:
@@ -377,22 +437,42 @@ class PiecesOSEmulator:
             raise _HTTPError(500, f"model {raw['id']!r} was not found.")
         if not current.get("custom"):
             raise _HTTPError(500, "only custom models (custom: true) can be updated.")
-        # Runtime state is PiecesOS's, not the caller's.
-        for key in ("downloading", "loaded"):
-            raw[key] = current.get(key, False)
-        raw["custom"] = True
-        self.models[raw["id"]] = raw
-        return self._json(raw)
+        # Runtime state is PiecesOS's, not the caller's; what the body says of it in
+        # another form (an absent false flag) is kept as sent.
+        state = {
+            key: current.get(key, False)
+            for key in _RUNTIME_KEYS
+            if bool(raw.get(key, False)) != bool(current.get(key, False))
+        }
+        self._put(raw, **state, custom=True)
+        # In place: a running download finishes into the model stored now.
+        current.clear()
+        current.update(raw)
+        return self._json(current)
+
+    @staticmethod
+    def _identity(model: dict[str, Any]) -> tuple[Any, ...]:
+        # A missing `cloud` is false, as PiecesOS leaves it out on local models.
+        return tuple(
+            bool(model.get(name)) if name == "cloud" else model.get(name)
+            for name in DUPLICATE_KEY_FIELDS
+        )
 
     async def _create(self, request: web.Request) -> web.Response:
         raw = await self._body(request, _SEEDED)
-        key = tuple(raw.get(name) for name in DUPLICATE_KEY_FIELDS)
+        key = self._identity(raw)
         for model in self.models.values():
-            if tuple(model.get(name) for name in DUPLICATE_KEY_FIELDS) == key:
+            if self._identity(model) == key:
                 return self._json(model)  # PiecesOS never makes a duplicate
         model = {**raw, "id": str(uuid.uuid4()), "custom": True}
-        model.setdefault("downloaded", False)
-        model.update(downloading=False, loaded=False)
+        if self.shape == "pieces":
+            model.setdefault("schema", _SCHEMA)
+            model.setdefault("cpu", False)
+            model.update(downloading=False, loaded=False)
+            model = in_pieces_order(model)
+        else:
+            model.setdefault("downloaded", False)
+            model.update(downloading=False, loaded=False)
         self.models[model["id"]] = model
         return self._json(model)
 
@@ -400,7 +480,8 @@ class PiecesOSEmulator:
         model = self._find(request)
         if not model.get("custom"):
             raise _HTTPError(500, "only custom models (custom: true) can be deleted.")
-        del self.models[model["id"]]
+        await self._stop_download(model["id"])
+        self.models.pop(model["id"], None)
         return web.Response(status=204)
 
     async def _delete_cache(self, request: web.Request) -> web.Response:
@@ -409,8 +490,9 @@ class PiecesOSEmulator:
             await self._body(request, _CACHE_INPUT)
         if not is_llm(model):
             raise _HTTPError(500, "deleting a model's cache is only available for LLMs.")
-        if not model["cloud"]:
-            model.update(downloaded=False, loaded=False)
+        await self._stop_download(model["id"])
+        if not model.get("cloud"):
+            self._put(model, downloaded=False, loaded=False)
         schema = model.get("schema")
         return self._json({"model": {"id": model["id"], **({"schema": schema} if schema else {})}})
 
