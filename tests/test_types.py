@@ -29,7 +29,9 @@ from aiopieces import (
     Score,
     SeededModel,
 )
+from aiopieces import EmbeddedModelSchemaSemanticVersionEnum as Semantic
 from aiopieces.testing import default_catalog
+from aiopieces.testing._catalog import Shape
 
 SCHEMA = {"migration": 3, "semantic": "MAJOR_0_MINOR_0_PATCH_1"}
 FULL_MODEL: dict[str, Any] = {
@@ -77,15 +79,19 @@ def test_model_round_trip_keeps_every_field() -> None:
     model = msgspec.json.decode(raw, type=Model)
     again = msgspec.json.decode(msgspec.json.encode(model))
     expected = msgspec.json.decode(raw)
-    # The only rewrite is null-valued optional fields, which are left out instead.
+    # The only rewrites: null-valued optional fields, and a false `cloud` (PiecesOS sends
+    # it only for cloud models), are left out instead.
     del expected["capabilities"]["videos"]
+    del expected["cloud"]
     assert again == expected
 
 
 def test_snake_case_attributes_and_schema_wire_names() -> None:
     model = msgspec.json.decode(msgspec.json.encode(FULL_MODEL), type=Model)
     assert model.max_tokens == ModelMaxTokens(total=8192, input=8192, output=4096.5)
-    assert model.schema == EmbeddedModelSchema(migration=3, semantic="MAJOR_0_MINOR_0_PATCH_1")
+    assert model.schema == EmbeddedModelSchema(
+        migration=3, semantic=Semantic.MAJOR_0_MINOR_0_PATCH_1
+    )
     encoded = msgspec.json.decode(msgspec.json.encode(model))
     assert "maxTokens" in encoded and "max_tokens" not in encoded
 
@@ -113,11 +119,148 @@ def test_required_nullable_field_is_sent_as_null() -> None:
     assert msgspec.json.encode(ModelMaxTokens(total=None)) == b'{"total":null}'
 
 
-@pytest.mark.parametrize("missing", ["id", "name", "version", "cloud", "created", "type", "usage"])
-def test_required_model_fields_are_required(missing: str) -> None:
+def test_a_model_needs_only_its_id() -> None:
+    with pytest.raises(msgspec.ValidationError, match="`id`"):
+        msgspec.json.decode(b'{"name": "no id"}', type=Model)
+    assert msgspec.json.decode(b'{"id": "m"}', type=Model) == Model(id="m")
+
+
+@pytest.mark.parametrize(
+    ("missing", "default"),
+    [
+        ("name", ""),
+        ("version", ""),
+        ("cloud", False),
+        ("created", None),
+        ("type", ModelTypeEnum.UNKNOWN),
+        ("usage", ModelUsageEnum.UNKNOWN),
+    ],
+)
+def test_fields_the_schema_requires_but_pieces_os_leaves_out_have_defaults(
+    missing: str, default: object
+) -> None:
     raw = {k: v for k, v in FULL_MODEL.items() if k != missing}
+    model = msgspec.json.decode(msgspec.json.encode(raw), type=Model)
+    assert getattr(model, missing) == default
+    # And a default is not sent as if the server had said it.
+    assert missing not in msgspec.json.decode(msgspec.json.encode(model))
+
+
+# What a captured `GET /models` of PiecesOS 10 looked like (issue 13): no `cloud` on
+# local and internal models, no foundation on internal ones, milliseconds in timestamps.
+CAPTURED = {
+    "iterable": [
+        {
+            "schema": {"migration": 0, "semantic": "MAJOR_0_MINOR_0_PATCH_1"},
+            "id": "d9b2-ocr",
+            "version": "t11-v09-i01",
+            "created": {"value": "2024-05-22T16:00:00.000Z", "readable": "5 months ago"},
+            "name": "OCR",
+            "type": "SPEED",
+            "usage": "VIDEO_OCR",
+            "loaded": True,
+            "cpu": True,
+            "downloading": False,
+        },
+        {
+            "schema": {"migration": 0, "semantic": "MAJOR_0_MINOR_0_PATCH_1"},
+            "id": "77c1-gemma",
+            "version": "t11-v02-i01",
+            "created": {"value": "2024-06-01T08:30:00.123Z", "readable": "4 months ago"},
+            "name": "Gemma 1.1 7B",
+            "type": "BALANCED",
+            "usage": "CODE_CONVERSATION",
+            "foundation": "GEMMA_1.1_7B",
+            "loaded": False,
+            "unique": "gemma-1.1-7b-it",
+            "provider": "META",
+            "cpu": False,
+            "downloading": False,
+            "maxTokens": {"total": 8192},
+        },
+        {
+            "schema": {"migration": 0, "semantic": "MAJOR_0_MINOR_0_PATCH_1"},
+            "id": "0a4e-claude",
+            "version": "20241022",
+            "created": {"value": "2024-10-22T00:00:00.000Z", "readable": "a day ago"},
+            "name": "Claude 3.5 Sonnet",
+            "cloud": True,
+            "type": "BALANCED",
+            "usage": "CODE_CONVERSATION",
+            "foundation": "CLAUDE_3.5",
+            "loaded": False,
+            "provider": "ANTHROPIC",
+            "cpu": False,
+            "downloading": False,
+            "maxTokens": {"total": 200000, "input": 200000, "output": 8192},
+        },
+        {"id": "only-an-id"},
+    ]
+}
+
+
+def test_a_captured_answer_decodes() -> None:
+    models = msgspec.json.decode(msgspec.json.encode(CAPTURED), type=Models).iterable
+    ocr, gemma, claude, bare = models
+    assert not ocr.cloud and ocr.foundation is None and ocr.usage is ModelUsageEnum.VIDEO_OCR
+    assert ocr.created is not None and ocr.created.readable == "5 months ago"
+    assert gemma.created is not None
+    assert gemma.created.value == dt.datetime(2024, 6, 1, 8, 30, 0, 123_000, tzinfo=dt.UTC)
+    assert gemma.foundation is ModelFoundationEnum.GEMMA_1_DOT_1_7_B
+    assert gemma.max_tokens == ModelMaxTokens(total=8192)
+    assert claude.cloud and claude.foundation is ModelFoundationEnum.CLAUDE_3_DOT_5
+    assert bare == Model(id="only-an-id")
+    assert not bare.downloaded and not bare.cloud
+    assert msgspec.json.decode(b"{}", type=Models) == Models(iterable=[])
+
+
+@pytest.mark.parametrize(
+    ("type_", "body", "expected"),
+    [
+        (EmbeddedModelSchema, b"{}", EmbeddedModelSchema(migration=0, semantic=Semantic.UNKNOWN)),
+        (ModelMaxTokens, b"{}", ModelMaxTokens(total=None)),
+        (ByteDescriptor, b'{"value": 5}', ByteDescriptor(value=5, readable="")),
+        (Score, b"{}", Score(manual=0, automatic=0)),
+        (Models, b"{}", Models(iterable=[])),
+        (ModelDownloadProgress, b"{}", ModelDownloadProgress()),
+    ],
+)
+def test_absent_required_fields_decode_to_their_documented_default(
+    type_: type[msgspec.Struct], body: bytes, expected: msgspec.Struct
+) -> None:
+    assert msgspec.json.decode(body, type=type_) == expected
+
+
+@pytest.mark.parametrize(
+    ("type_", "missing"),
+    [
+        (GroupedTimestamp, "value"),
+        (ByteDescriptor, "value"),
+        (ReferencedModel, "id"),
+        (ReferencedEntity, "id"),
+        (ModelDeleteCacheOutput, "model"),
+        (Model, "id"),
+    ],
+)
+def test_what_makes_an_object_meaningless_stays_required(
+    type_: type[msgspec.Struct], missing: str
+) -> None:
     with pytest.raises(msgspec.ValidationError, match=f"`{missing}`"):
-        msgspec.json.decode(msgspec.json.encode(raw), type=Model)
+        msgspec.json.decode(b'{"readable": "r"}', type=type_)
+
+
+@pytest.mark.parametrize("missing", ["name", "version", "cloud", "created", "type", "usage"])
+def test_seeded_model_keeps_the_schema_s_required_fields(missing: str) -> None:
+    raw = {k: v for k, v in FULL_MODEL.items() if k not in {"id", missing}}
+    with pytest.raises(msgspec.ValidationError, match=f"`{missing}`"):
+        msgspec.json.decode(msgspec.json.encode(raw), type=SeededModel)
+
+
+def test_what_we_send_keeps_the_keys_the_schema_requires() -> None:
+    """Nested types `SeededModel` shares send their required keys even at the default."""
+    assert msgspec.json.encode(ByteDescriptor(value=1)) == b'{"value":1,"readable":""}'
+    assert msgspec.json.encode(EmbeddedModelSchema()) == b'{"migration":0,"semantic":"UNKNOWN"}'
+    assert msgspec.json.encode(ModelMaxTokens()) == b'{"total":null}'
 
 
 def test_unknown_enum_values_decode_keep_their_string_and_re_encode() -> None:
@@ -149,7 +292,7 @@ def test_known_enum_values_are_the_members() -> None:
     assert model.foundation is not None and model.foundation.is_known
     status = msgspec.json.decode(b'{"status":"IN-PROGRESS"}', type=ModelDownloadProgress).status
     assert status is ModelDownloadProgressStatusEnum.IN_PROGRESS
-    assert status is ModelDownloadProgressStatusEnum.IN_MINUS_PROGRESS  # the official name
+    assert status is ModelDownloadProgressStatusEnum.IN_MINUS_PROGRESS  # type: ignore[comparison-overlap]  # official name
     assert ModelFoundationEnum("GPT_3.5") is ModelFoundationEnum.GPT_3_DOT_5
 
 
@@ -177,7 +320,7 @@ def test_timestamps_are_timezone_aware() -> None:
     "obj",
     [
         ByteDescriptor(
-            value=1, readable="1 B", schema=EmbeddedModelSchema(migration=0, semantic="X")
+            value=1, readable="1 B", schema=EmbeddedModelSchema(migration=0, semantic=Semantic("X"))
         ),
         ModelCapabilities(images=True),
         Score(manual=1, automatic=0, searched=2),
@@ -193,16 +336,28 @@ def test_every_wire_type_round_trips(obj: msgspec.Struct) -> None:
     assert msgspec.json.decode(msgspec.json.encode(obj), type=type(obj)) == obj
 
 
-def test_the_emulator_catalog_is_valid_and_round_trips() -> None:
-    catalog = default_catalog()
-    assert 20 <= len(catalog) <= 40
+@pytest.mark.parametrize("shape", ["pieces", "schema"])
+def test_the_emulator_catalog_is_valid_and_round_trips(shape: Shape) -> None:
+    catalog = default_catalog(shape)
+    assert 30 <= len(catalog) <= 45
     models = msgspec.json.decode(msgspec.json.encode({"iterable": catalog}), type=Models)
     again = msgspec.json.decode(msgspec.json.encode(models))["iterable"]
     for sent, received in zip(catalog, again, strict=True):
         # "…09:00:00.000Z" comes back as the same instant, written "…09:00:00Z".
         sent_time = dt.datetime.fromisoformat(sent.pop("created")["value"])
         assert dt.datetime.fromisoformat(received.pop("created")["value"]) == sent_time
+        if sent.get("cloud") is False:
+            del sent["cloud"]  # the default, left out as PiecesOS leaves it out
         assert received == sent
+
+
+def test_every_catalog_enum_value_is_known() -> None:
+    """So that the official SDK reads the schema shape without mapping any to UNKNOWN."""
+    for model in msgspec.json.decode(
+        msgspec.json.encode({"iterable": default_catalog("schema")}), type=Models
+    ).iterable:
+        for value in [model.type, model.usage, model.foundation, model.provider]:
+            assert value is None or value.is_known, (model.name, value)
 
 
 def test_terminal_statuses() -> None:
