@@ -16,7 +16,7 @@ from aiohttp import web
 
 from aiopieces.testing import default_catalog
 
-CATALOG = default_catalog()
+CATALOG = default_catalog("schema")  # the official SDK cannot decode the pieces shape
 BY_ID = {m["id"]: msgspec.json.encode(m) for m in CATALOG}
 MODELS = msgspec.json.encode({"iterable": CATALOG})
 
