@@ -50,3 +50,22 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against the official SDK and raw aiohttp; prints medians and ratios."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The randomised hostile-server test at length: 20,000 runs (AIOPIECES_CHAOS_RUNS and
+    AIOPIECES_CHAOS_SEED override; the test prints the seed that reproduces a failure)."""
+    import os
+
+    session.install("-e", ".[test]")
+    runs = os.environ.get("AIOPIECES_CHAOS_RUNS", "20000")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "tests/faults/test_chaos.py",
+        *session.posargs,
+        env={"AIOPIECES_CHAOS_RUNS": runs},
+    )
