@@ -251,14 +251,16 @@ class DownloadProgress:
                 return None
             # aiohttp's own receive timeout restarts on every ping and pong; this bound
             # does not, so a socket that only keeps itself alive still times out.
-            remaining = None if deadline is None else max(0.0, deadline - anyio.current_time())
-            with anyio.move_on_after(remaining) as scope:
-                msg = await ws.receive()
-            if scope.cancelled_caught:
-                raise PiecesTimeoutError(
-                    f"no progress event for {idle} s on {self._url} (ws_idle timeout)",
-                    phase="ws_idle",
-                )
+            if deadline is None:
+                msg = await ws.receive()  # the common case: no idle bound, no timer per frame
+            else:
+                with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
+                    msg = await ws.receive()
+                if scope.cancelled_caught:
+                    raise PiecesTimeoutError(
+                        f"no progress event for {idle} s on {self._url} (ws_idle timeout)",
+                        phase="ws_idle",
+                    )
             self._raise_if_aborted()
             if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 return decode(_PROGRESS, msg.data, f"progress frame from {self._url}")
