@@ -3,6 +3,12 @@
 The official SDK is a test-only oracle nobody here wrote: its pydantic models judge every
 body and frame the emulator sends and every body our client sends, and its own
 synchronous client (run in a worker thread) must get the values our client gets.
+
+Every test runs against both shapes of the emulator. On the schema-complete shape the
+official SDK must read everything. On the pieces shape, what PiecesOS really sends, it
+cannot: PiecesOS leaves `cloud` (which the schema requires) out of local models, and the
+official models refuse them. The tests assert that failure explicitly, and that our
+types read the same bodies.
 """
 
 from __future__ import annotations
@@ -33,19 +39,48 @@ from pieces_os_client.models.model_download_progress import (
 )
 from pieces_os_client.models.models import Models as OfficialModels
 from pieces_os_client.models.seeded_model import SeededModel as OfficialSeededModel
+from pydantic import ValidationError
 
 from aiopieces import (
     AsyncPiecesClient,
     Model,
     ModelDeleteCacheInput,
     ModelNotFoundError,
+    Models,
     SeededModel,
 )
+from aiopieces import ModelDownloadProgressStatusEnum as Status
 from aiopieces.testing import PiecesOSEmulator, default_catalog
+from aiopieces.testing._catalog import SHAPES, Shape
 
-from .test_client import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
+from .test_client import CLOUD, LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(params=SHAPES)
+def shape(request: pytest.FixtureRequest) -> Shape:
+    """Each test runs against both shapes of the emulator."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def pieces_emulator_options(shape: Shape) -> dict[str, object]:
+    """The plugin's emulator, in the shape under test."""
+    return {"shape": shape}
+
+
+def official_refuses(parse: Callable[[str], Any], text: str) -> None:
+    """The official SDK cannot read what PiecesOS really sends: `cloud` is absent."""
+    with pytest.raises(ValidationError, match="cloud"):
+        parse(text)
+
+
+def official_progress(frame: str) -> OfficialProgress:
+    """A progress frame, as the official model reads it (it refuses what it cannot)."""
+    event = OfficialProgress.from_json(frame)
+    assert event is not None
+    return event
 
 
 def comparable(value: Any) -> Any:
@@ -53,7 +88,9 @@ def comparable(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         value = value.to_dict()
     elif isinstance(value, msgspec.Struct):
-        value = msgspec.to_builtins(value, builtin_types=(dt.datetime,))
+        # Every field, defaults included: the official model has `cloud: false` where
+        # ours leaves the default out of its JSON.
+        value = {f.encode_name: getattr(value, f.name) for f in msgspec.structs.fields(value)}
     if isinstance(value, dict):
         return {k: comparable(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
@@ -66,29 +103,40 @@ def comparable(value: Any) -> Any:
 
 
 async def test_every_body_and_frame_of_a_lifecycle_validates(
-    pieces_emulator: PiecesOSEmulator,
+    pieces_emulator: PiecesOSEmulator, shape: Shape
 ) -> None:
-    """Drive the emulator with raw HTTP and judge each answer with the official models."""
+    """Drive the emulator with raw HTTP and judge each answer with the official models.
+
+    On the pieces shape every answer holding a local model (all but the cache answer
+    here) is one the official SDK refuses, for its missing `cloud`; ours reads it.
+    """
     url = pieces_emulator.url
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
     checked: list[str] = []
+    ours: dict[Callable[[str], Any], msgspec.json.Decoder[Any]] = {
+        OfficialModels.from_json: msgspec.json.Decoder(Models),
+        OfficialModel.from_json: msgspec.json.Decoder(Model),
+    }
 
     async with aiohttp.ClientSession() as http:
 
         async def call(
             method: str, path: str, parse: Callable[[str], Any], body: Any = None
-        ) -> Any:
+        ) -> dict[str, Any]:
             data = None if body is None else msgspec.json.encode(body)
             async with http.request(method, url + path, data=data) as resp:
                 assert resp.status == 200, await resp.text()
                 text = await resp.text()
-            parsed = parse(text)
-            assert parsed is not None
+            if shape == "pieces" and parse in ours:
+                official_refuses(parse, text)  # PiecesOS's real shape: no `cloud`
+                assert ours[parse].decode(text) is not None
+            else:
+                assert parse(text) is not None
             checked.append(f"{method} {path.replace(target, '{model}')}")
-            return parsed
+            return msgspec.json.decode(text)  # type: ignore[no-any-return]
 
         models = await call("GET", "/models", OfficialModels.from_json)
-        assert len(models.iterable) == len(pieces_emulator.models)
+        assert len(models["iterable"]) == len(pieces_emulator.models)
         await call("GET", f"/model/{target}", OfficialModel.from_json)
 
         frames: list[str] = []
@@ -96,13 +144,14 @@ async def test_every_body_and_frame_of_a_lifecycle_validates(
             await call("POST", f"/model/{target}/download", OfficialModel.from_json)
             async for msg in ws:
                 frames.append(msg.data)
-                if OfficialProgress.from_json(msg.data).status in {
-                    "COMPLETED",
-                    "FAILED",
-                    "CANCELED",
-                }:
+                status = official_progress(msg.data).status
+                if status is not None and status.value in {"COMPLETED", "FAILED", "CANCELED"}:
                     break
-        assert [OfficialProgress.from_json(f).status for f in frames][-1] == "COMPLETED"
+        # Frames are the same in both shapes, but for the pieces shape's first UNKNOWN
+        # (no download known yet), which the official model reads too.
+        statuses = [official_progress(f).status for f in frames]
+        assert statuses[-1] == "COMPLETED"
+        assert (statuses[0] == "UNKNOWN") is (shape == "pieces")
 
         await call("POST", f"/model/{target}/download/cancel", OfficialModel.from_json)
         await call("POST", f"/model/{target}/load", OfficialModel.from_json)
@@ -113,10 +162,10 @@ async def test_every_body_and_frame_of_a_lifecycle_validates(
             OfficialModel.from_json,
             msgspec.to_builtins(seeded()),
         )
-        created.description = "changed"
-        await call("POST", "/model/update", OfficialModel.from_json, created.to_dict())
+        created["description"] = "changed"
+        await call("POST", "/model/update", OfficialModel.from_json, created)
         await call("POST", f"/models/{target}/delete/cache", OfficialCacheOutput.from_json, {})
-        async with http.post(f"{url}/models/{created.id}/delete") as resp:
+        async with http.post(f"{url}/models/{created['id']}/delete") as resp:
             assert resp.status == 204 and await resp.read() == b""
         async with http.post(f"{url}/models/unload") as resp:
             assert resp.status == 204 and await resp.read() == b""
@@ -124,7 +173,7 @@ async def test_every_body_and_frame_of_a_lifecycle_validates(
     assert len(checked) == 9
 
 
-async def test_cancel_frames_validate(pieces_emulator: PiecesOSEmulator) -> None:
+async def test_cancel_frames_validate(pieces_emulator: PiecesOSEmulator, shape: Shape) -> None:
     url = pieces_emulator.url
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
     pieces_emulator.hold_downloads(at_percentage=50)
@@ -135,13 +184,13 @@ async def test_cancel_frames_validate(pieces_emulator: PiecesOSEmulator) -> None
             assert resp.status == 200
         async for msg in ws:
             frames.append(msg.data)
-            event = OfficialProgress.from_json(msg.data)
+            event = official_progress(msg.data)
             if event.percentage == 50:
                 async with http.post(f"{url}/model/{target}/download/cancel") as resp:
                     assert resp.status == 200
             if event.status == "CANCELED":
                 break
-    assert [OfficialProgress.from_json(f).status for f in frames][-1] == "CANCELED"
+    assert [official_progress(f).status for f in frames][-1] == "CANCELED"
 
 
 async def test_bad_request_bodies_answer_errors_not_crashes(
@@ -153,8 +202,10 @@ async def test_bad_request_bodies_answer_errors_not_crashes(
             ("/models/create", b"{not json"),
             ("/models/create", b'{"name": 1}'),
             ("/models/create", b""),
+            ("/models/create", b'{"name": "\xff"}'),
             ("/model/update", b"[]"),
-            ("/model/update", b'{"id": "x"}'),
+            ("/model/update", b'{"name": "no id"}'),  # a model needs only its id
+            ("/model/update", b'{"id": 7}'),
         ]:
             async with http.post(url + path, data=body) as resp:
                 assert resp.status == 400
@@ -227,22 +278,55 @@ async def official_and_ours_agree(url: str, target: str, downloadable: str) -> N
         api_client.rest_client.pool_manager.clear()
 
 
-async def test_the_official_sdk_gets_what_we_get(pieces_emulator: PiecesOSEmulator) -> None:
+async def official_refuses_what_pieces_os_sends(url: str, local: str, cloud: str) -> None:
+    """The official synchronous client against the pieces shape: it cannot list the models
+    nor read a local one (no `cloud`); a cloud model, which has every required key, it
+    reads as we do. Our client reads them all."""
+    api_client = ApiClient(Configuration(host=url))
+    model_api, models_api = ModelApi(api_client), ModelsApi(api_client)
+
+    async def official(call: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(lambda: call(*args))
+
+    try:
+        async with AsyncPiecesClient(url) as ours:
+            with pytest.raises(ValidationError, match="cloud"):
+                await official(models_api.models_snapshot)
+            assert len((await ours.list_models()).iterable) == len(default_catalog())
+            with pytest.raises(ValidationError, match="cloud"):
+                await official(model_api.models_specific_model_snapshot, local)
+            assert not (await ours.get_model(local)).cloud
+            assert comparable(
+                await official(model_api.models_specific_model_snapshot, cloud)
+            ) == comparable(await ours.get_model(cloud))
+    finally:
+        api_client.rest_client.pool_manager.clear()
+
+
+async def test_the_official_sdk_gets_what_we_get(
+    pieces_emulator: PiecesOSEmulator, shape: Shape
+) -> None:
+    local = model_id(pieces_emulator, LOCAL_DOWNLOADED)
+    if shape == "pieces":
+        await official_refuses_what_pieces_os_sends(
+            pieces_emulator.url, local, model_id(pieces_emulator, CLOUD)
+        )
+        return
     pieces_emulator.hold_downloads(at_percentage=30)
     await official_and_ours_agree(
-        pieces_emulator.url,
-        model_id(pieces_emulator, LOCAL_DOWNLOADED),
-        model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED),
+        pieces_emulator.url, local, model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
     )
     pieces_emulator.release_downloads()
 
 
-async def test_the_standalone_emulator_serves_both_clients() -> None:
-    """`python -m aiopieces.testing --port P`, as a developer would start it."""
+async def test_the_standalone_emulator_serves_both_clients(shape: Shape) -> None:
+    """`python -m aiopieces.testing --port P [--shape schema]`, as a developer starts it."""
     port = free_port()
     command = [sys.executable, "-m", "aiopieces.testing", "--port", str(port)]
     # Downloads crawl, so the cancel below always finds one running.
     command += ["--download-interval", "60"]
+    if shape == "schema":
+        command += ["--shape", "schema"]  # the default is the pieces shape
     async with await anyio.open_process(command) as process:
         try:
             assert process.stdout is not None
@@ -250,19 +334,29 @@ async def test_the_standalone_emulator_serves_both_clients() -> None:
             url = f"http://127.0.0.1:{port}"
             assert url in banner.decode()
             catalog = {m["name"]: m["id"] for m in default_catalog()}
-            await official_and_ours_agree(
-                url, catalog[LOCAL_DOWNLOADED], catalog[LOCAL_NOT_DOWNLOADED]
-            )
+            if shape == "schema":
+                await official_and_ours_agree(
+                    url, catalog[LOCAL_DOWNLOADED], catalog[LOCAL_NOT_DOWNLOADED]
+                )
+            else:
+                await official_refuses_what_pieces_os_sends(
+                    url, catalog[LOCAL_DOWNLOADED], catalog[CLOUD]
+                )
             async with AsyncPiecesClient(url) as ours:
-                first = await anext(aiter(ours.download(catalog[LOCAL_NOT_DOWNLOADED])))
-                assert first.status == "INITIALIZED"
+                events = aiter(ours.download(catalog[LOCAL_NOT_DOWNLOADED]))
+                first = await anext(events)
+                if shape == "pieces":  # no download known yet, then it starts
+                    assert first.status == Status.UNKNOWN
+                    first = await anext(events)
+                assert first.status == Status.INITIALIZED
+                await events.aclose()  # type: ignore[attr-defined]
         finally:
             process.terminate()
             await process.wait()
 
 
 async def test_every_body_our_client_sends_validates(
-    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator, shape: Shape
 ) -> None:
     created = await pieces_client.create_model(seeded(description="x", unique="mine"))
     created.description = "y"
@@ -278,6 +372,12 @@ async def test_every_body_our_client_sends_validates(
     assert len(pieces_emulator.request_bodies) == 3
     for path, body in pieces_emulator.request_bodies:
         official_parse, our_type = parsers.get(path, cache_parser)
+        ours: Any = msgspec.json.decode(body, type=our_type)
+        if shape == "pieces" and path == "/model/update":
+            # The update sends PiecesOS back its own JSON, with only the description
+            # changed: no `cloud` on this local model, so the official model refuses it.
+            official_refuses(official_parse, body.decode())
+            assert "cloud" not in msgspec.json.decode(body) and ours.description == "y"
+            continue
         # Nothing was lost or renamed on the way: the official model reads what we meant.
-        ours = msgspec.json.decode(body, type=our_type)
         assert comparable(official_parse(body.decode())) == comparable(ours)

@@ -60,3 +60,37 @@ async def test_leaks_a_session():
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*Unclosed client session*"])
+
+
+def test_pieces_emulator_options_choose_the_shape(pytester: pytest.Pytester) -> None:
+    """The emulator speaks like PiecesOS by default; the options fixture picks a shape."""
+    pytester.makepyfile(
+        test_user_app="""
+import pytest
+
+
+async def test_default(pieces_emulator, pieces_client):
+    assert pieces_emulator.shape == "pieces"
+    models = (await pieces_client.list_models()).iterable
+    assert any(not m.cloud for m in models)
+    local = [raw for raw in pieces_emulator.models.values() if not raw.get("cloud")]
+    assert local and all("cloud" not in raw for raw in local)
+
+
+class TestSchemaShape:
+    @pytest.fixture
+    def pieces_emulator_options(self):
+        return {"shape": "schema", "download_steps": 2}
+
+    async def test_schema(self, pieces_emulator, pieces_client):
+        assert pieces_emulator.shape == "schema"
+        assert all("cloud" in raw for raw in pieces_emulator.models.values())
+        models = (await pieces_client.list_models()).iterable
+        local = next(m for m in models if not m.cloud and not m.downloaded)
+        statuses = [str(e.status) async for e in pieces_client.download(local.id)]
+        assert statuses == ["INITIALIZED", "IN-PROGRESS", "COMPLETED"]
+"""
+    )
+    pytester.makeini("[pytest]\nasyncio_mode = auto\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
