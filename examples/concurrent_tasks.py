@@ -38,7 +38,7 @@ async def main() -> None:
     """Run the three jobs at once, all bounded by one timeout."""
     async with AsyncPiecesClient() as client:
         models = (await client.list_models()).iterable
-        ready = next(m for m in models if not m.cloud and m.downloaded and m.bytes)
+        ready = next(m for m in models if not m.cloud and m.downloaded)
         pending = next(m for m in models if not m.cloud and not m.downloaded)
         with anyio.fail_after(TIME_LIMIT):
             async with anyio.create_task_group() as tg:
