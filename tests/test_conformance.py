@@ -50,8 +50,7 @@ from aiopieces import (
     SeededModel,
 )
 from aiopieces import ModelDownloadProgressStatusEnum as Status
-from aiopieces.testing import PiecesOSEmulator, default_catalog
-from aiopieces.testing._catalog import SHAPES, Shape
+from aiopieces.testing import SHAPES, PiecesOSEmulator, Shape, default_catalog
 
 from .test_client import CLOUD, LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from aiopieces import AsyncPiecesClient, Model, PiecesAPIError
 from aiopieces import ModelDownloadProgressStatusEnum as Status
-from aiopieces.testing import PiecesOSEmulator, default_catalog
-from aiopieces.testing._catalog import MODEL_KEY_ORDER, SHAPES, Shape
+from aiopieces.testing import SHAPES, PiecesOSEmulator, Shape, default_catalog
+from aiopieces.testing._catalog import MODEL_KEY_ORDER
 
 from .test_client import LOCAL_NOT_DOWNLOADED, model_id
 

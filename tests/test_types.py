@@ -30,8 +30,7 @@ from aiopieces import (
     SeededModel,
 )
 from aiopieces import EmbeddedModelSchemaSemanticVersionEnum as Semantic
-from aiopieces.testing import default_catalog
-from aiopieces.testing._catalog import Shape
+from aiopieces.testing import Shape, default_catalog
 
 SCHEMA = {"migration": 3, "semantic": "MAJOR_0_MINOR_0_PATCH_1"}
 FULL_MODEL: dict[str, Any] = {

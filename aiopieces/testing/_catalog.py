@@ -405,8 +405,10 @@ def _insert_in_order(model: dict[str, Any], key: str, value: Any) -> None:
 
 
 def in_pieces_order(model: dict[str, Any]) -> dict[str, Any]:
-    """`model` as PiecesOS would write it back: known keys in its order, then the others;
-    no `null`s and no false flags it leaves out."""
+    """`model` as PiecesOS writes it: its key order, no nulls, no false flags it omits.
+
+    Keys it does not know go last, in their order.
+    """
     kept = {
         key: value
         for key, value in model.items()

@@ -312,8 +312,7 @@ class PiecesOSEmulator:
         task.add_done_callback(self._tasks.pop)
 
     def _end_download(self, model_id: str, **state: Any) -> None:
-        """Write a download's final state into the model stored now (an update may have
-        replaced its JSON since the download started), if it still exists."""
+        """Write a download's end state into the model stored now, if it still exists."""
         model = self.models.get(model_id)
         if model is not None:
             self._put(model, downloading=False, **state)
@@ -344,8 +343,7 @@ class PiecesOSEmulator:
                 del self._downloads[model_id]
 
     async def _stop_download(self, model_id: str) -> None:
-        """Cancel a running download of `model_id`: the model is no longer downloading
-        nor downloaded, and subscribers get `CANCELED`. Nothing if none runs."""
+        """Cancel the running download of `model_id`, if any; subscribers get `CANCELED`."""
         download = self._downloads.pop(model_id, None)
         if download is None:
             return
