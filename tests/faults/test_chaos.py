@@ -163,8 +163,8 @@ class Plan:
     ops: list[Op]
     #: `async with client` rather than `open()` and `aclose()`.
     async_with: bool
-    #: Close the client this long after the run starts, while the calls run; or not.
-    close_at: float | None
+    #: Close the client these many seconds after the run starts, while the calls run.
+    close_at: list[float]
 
 
 def make_plan(rng: random.Random) -> Plan:
@@ -187,7 +187,7 @@ def make_plan(rng: random.Random) -> Plan:
     return Plan(
         ops=ops,
         async_with=rng.random() < 0.5,
-        close_at=rng.choice([None, None, rng.uniform(0, 0.04)]),
+        close_at=rng.choice([[], [], [rng.uniform(0, 0.04)], [rng.uniform(0, 0.04)] * 2]),
     )
 
 
@@ -235,6 +235,11 @@ def is_server_task(task: asyncio.Task[Any]) -> bool:
         return True
     code = getattr(task.get_coro(), "cr_code", None)
     return code is not None and "/aiohttp/web" in code.co_filename
+
+
+def coro_name(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    return str(getattr(coro, "__qualname__", type(coro).__name__))
 
 
 def task_summary(task: asyncio.Task[Any]) -> str:
@@ -444,8 +449,8 @@ async def one_run(chaos: Chaos, url: str, port: int, seed: int, leaked: set[str]
 def start_all(tg: anyio.abc.TaskGroup, state: RunState, plan: Plan) -> None:
     for op in plan.ops:
         tg.start_soon(run_op, state, op)
-    if plan.close_at is not None:
-        tg.start_soon(close_client, state, plan.close_at, f"aclose() at {plan.close_at:.3f} s")
+    for delay in plan.close_at:  # twice at once, sometimes
+        tg.start_soon(close_client, state, delay, f"aclose() at {delay:.3f} s")
 
 
 async def check_leftovers(
@@ -473,7 +478,7 @@ async def check_leftovers(
                 "leaked task",
                 "after the run",
                 summary,
-                f"leaked task {site.rsplit('/', 1)[-1] or repr(task.get_coro())[:60]}",
+                f"leaked task {site.rsplit('/', 1)[-1] or coro_name(task)}",
             )
     left = {inode: d for inode, d in client_sockets(port).items() if inode not in leaked}
     for _ in range(20):  # a closed transport releases its socket within a few loop turns
@@ -523,7 +528,8 @@ def shrink_close_bound(monkeypatch: pytest.MonkeyPatch) -> None:
                     monkeypatch.setattr(module, attr, CLOSE)
 
 
-@pytest.mark.timeout(max(120, RUNS // 5))
+#: pytest-timeout: 0.2 s a run, and a bound for each failed run (each may be a hang).
+@pytest.mark.timeout(max(120, RUNS // 5 + MAX_FAILED_RUNS * (BOUND + 1)))
 async def test_randomised_faults_keep_every_invariant(
     aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
