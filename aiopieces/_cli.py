@@ -59,6 +59,12 @@ def _emit_json(obj: Any) -> None:
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(obj)).decode() + "\n")
 
 
+def _smallness(model: Model) -> tuple[float, float]:
+    """Sort key: size in bytes when known, else parameters (unknown sorts last)."""
+    inf = float("inf")
+    return (model.bytes.value if model.bytes else inf, model.parameters or inf)
+
+
 def _size(model: Model) -> str:
     return model.bytes.readable if model.bytes else "-"
 
@@ -252,11 +258,12 @@ async def run_demo(url: str | None, write: bool, timeout: Timeout) -> None:
             if not write:
                 console.print("Read-only on a real PiecesOS: pass --write to download and load.")
                 return
-            local = [m for m in models if not m.cloud and not m.downloaded and m.bytes]
+            local = [m for m in models if not m.cloud and not m.downloaded]
             if not local:
                 console.print("No local model left to download.")
                 return
-            target = min(local, key=lambda m: m.bytes.value if m.bytes else 0)
+            # The smallest: PiecesOS often sends no size, then the parameter count says.
+            target = min(local, key=_smallness)
             console.print(f"Downloading [bold]{target.name}[/bold]:")
             await show_download(client, target, as_json=False)
             loaded = await client.load_model(target.id)
