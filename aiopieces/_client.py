@@ -207,12 +207,14 @@ class AsyncPiecesClient:
         conn.closing.set()
         try:
             with anyio.CancelScope(shield=True):
-                async with anyio.create_task_group() as tg:
-                    for stream in list(conn.streams):
-                        tg.start_soon(stream.abort, "the client was closed")
-                if conn.owns_session and conn.session is not None:
-                    with anyio.move_on_after(CLOSE_TIMEOUT):
-                        await conn.session.close()
+                try:
+                    async with anyio.create_task_group() as tg:
+                        for stream in list(conn.streams):
+                            tg.start_soon(stream.abort, "the client was closed")
+                finally:
+                    if conn.owns_session and conn.session is not None:
+                        with anyio.move_on_after(CLOSE_TIMEOUT):
+                            await conn.session.close()
         finally:
             conn.state = ClientState.CLOSED
             conn.closed.set()
@@ -335,8 +337,12 @@ class AsyncPiecesClient:
         return DownloadProgress(self, model_id, start_download=True, cancel_on_exit=cancel_on_exit)
 
     async def _cancel_on_exit(self, model_id: str) -> None:
-        """The cancel a stream owes when it ends early; allowed while the client closes."""
-        await self._call(_CANCEL_DOWNLOAD, model_id, closing_ok=True)
+        """The cancel a stream owes when it ends early.
+
+        Allowed while the client closes, and it takes no request slot: slow calls holding
+        every slot must not keep a download running that its owner asked to cancel.
+        """
+        await self._call(_CANCEL_DOWNLOAD, model_id, internal=True)
 
     # -- the shared request path -----------------------------------------------
 
@@ -368,7 +374,7 @@ class AsyncPiecesClient:
         model_id: str | None = None,
         *,
         body: msgspec.Struct | dict[str, Any] | None = None,
-        closing_ok: bool = False,
+        internal: bool = False,
     ) -> T:
         path = self._path(endpoint.path, model_id)
         try:
@@ -376,7 +382,7 @@ class AsyncPiecesClient:
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(f"cannot send {type(body).__name__} as JSON: {exc}") from None
         return await with_retries(
-            lambda: self._send(endpoint, path, data, closing_ok),
+            lambda: self._send(endpoint, path, data, internal),
             idempotent=endpoint.idempotent,
             policy=self._retry,
             what=f"{endpoint.method} {path}",
@@ -384,17 +390,17 @@ class AsyncPiecesClient:
         )
 
     async def _send(
-        self, endpoint: _Endpoint[T], path: str, data: bytes | None, closing_ok: bool = False
+        self, endpoint: _Endpoint[T], path: str, data: bytes | None, internal: bool = False
     ) -> T:
         """One try of one request: send, read, check the status, decode."""
-        session = self._session(closing_ok=closing_ok)
+        session = self._session(closing_ok=internal)
         url = join_url(self.base_url, path)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s", endpoint.method, url)
         try:
             payload = await send(
                 session,
-                self._conn.slots,
+                None if internal else self._conn.slots,
                 endpoint.method,
                 url,
                 data=data,
@@ -406,7 +412,7 @@ class AsyncPiecesClient:
         except (PiecesError, RuntimeError) as exc:
             # A session closed under the call (by `aclose()`, or by its owner) fails it
             # in many ways; what the caller needs to know is that the client is closed.
-            if self._conn.state is not ClientState.OPEN and not closing_ok:
+            if self._conn.state is not ClientState.OPEN and not internal:
                 raise PiecesClientStateError(
                     f"the client was closed while {endpoint.method} {url} was in flight"
                 ) from exc

@@ -56,7 +56,7 @@ class Timeout(msgspec.Struct, frozen=True, kw_only=True):
         if isinstance(value, Timeout):
             return value
         if value is None:
-            return cls(connect=None, read=None)
+            return cls(connect=None, read=None, pool=None)
         return cls(connect=float(value), read=float(value), pool=float(value))
 
     def to_aiohttp(self) -> aiohttp.ClientTimeout:

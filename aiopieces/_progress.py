@@ -75,6 +75,12 @@ class DownloadProgress:
         #: The download was (or may have been) started by us: a cancel may be owed.
         self._download_requested = False
         self._cancel_sent = False
+        #: A download was seen running (an event other than UNKNOWN arrived).
+        self._download_seen = False
+        #: Set while the stream closes, so that a second closer waits for the first.
+        self._closing: anyio.Event | None = None
+        #: A task is iterating: a second one would steal its frames.
+        self._iterating = False
         self._finished = False
         self._abort_reason: str | None = None
         self._iterator: AsyncGenerator[ModelDownloadProgress, None] | None = None
@@ -134,8 +140,9 @@ class DownloadProgress:
                 self._download_requested = True
                 try:
                     model = await client.download_model(self._model_id)
-                except PiecesAPIError:
-                    self._download_requested = False  # PiecesOS refused: nothing started
+                except PiecesAPIError as exc:
+                    if not 502 <= exc.status <= 504:  # a gateway cannot say what happened
+                        self._download_requested = False  # PiecesOS refused: nothing started
                     raise
                 if model.downloaded and not model.downloading:
                     # Nothing left to download: PiecesOS may send no event at all, so say
@@ -203,7 +210,10 @@ class DownloadProgress:
             raise PiecesConnectionError(
                 self._url, f"{dropped}, and reconnecting failed: {exc}"
             ) from exc
-        await self._catch_up()
+        if self._download_requested or self._download_seen:
+            # Only a download we know of can have ended unseen; before one starts
+            # (UNKNOWN only) there is nothing to catch up with, so keep waiting.
+            await self._catch_up()
 
     async def _catch_up(self) -> None:
         """Ask PiecesOS where the download stands: a new socket does not say.
@@ -224,18 +234,26 @@ class DownloadProgress:
         )
 
     async def _events(self) -> AsyncGenerator[ModelDownloadProgress, None]:
+        if self._iterating:
+            raise PiecesClientStateError(
+                "this progress stream is already being iterated; open one stream per consumer"
+            )
+        self._iterating = True
         try:
             await self._open()
             while True:
                 event = self._pending.pop(0) if self._pending else await self._receive()
                 if event is None:
                     return
+                if event.status not in (None, ModelDownloadProgressStatusEnum.UNKNOWN):
+                    self._download_seen = True
                 if event.is_terminal:
                     self._finished = True
                 yield event
                 if self._finished:
                     return
         finally:
+            self._iterating = False
             await self._close()
 
     async def _receive(self) -> ModelDownloadProgress | None:
@@ -285,9 +303,27 @@ class DownloadProgress:
             raise PiecesClientStateError(self._abort_reason)
 
     async def _close(self) -> None:
-        """Close the socket and send the cancel owed, if any; bounded, shielded, at most once."""
+        """Close the socket and send the cancel owed, if any; bounded, shielded, at most once.
+
+        A second closer (the client closing while the consumer's own close runs) waits
+        for the first to finish, so that nothing is closed under an owed cancel. Never
+        raises but for cancellation.
+        """
+        if self._closing is not None:
+            with anyio.CancelScope(shield=True):
+                await self._closing.wait()  # bounded: the first closer is
+            return
+        self._closing = anyio.Event()
+        try:
+            await self._close_once()
+        finally:
+            # Left in the client's streams until now, so that `aclose()` waits for us.
+            self._client._conn.streams.discard(self)
+            self._closing.set()
+            self._closing = None
+
+    async def _close_once(self) -> None:
         client = self._client
-        client._conn.streams.discard(self)
         ws, self._ws = self._ws, None
         must_cancel = (
             self._cancel_on_exit
@@ -301,11 +337,17 @@ class DownloadProgress:
             logger.debug("progress WebSocket closed: %s", self._url)
         if must_cancel:
             # Shielded: the cancel must go out even when we got here by being cancelled.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT) as scope:
                 try:
                     await client._cancel_on_exit(self._model_id)
-                except PiecesError as exc:
-                    logger.warning("could not cancel the download on exit: %s", exc)
+                except Exception as exc:  # a cleanup must not raise: say what was lost
+                    logger.warning("could not cancel the download of %s: %s", self._model_id, exc)
+            if scope.cancelled_caught:
+                logger.warning(
+                    "could not cancel the download of %s: no answer within %s s",
+                    self._model_id,
+                    CLOSE_TIMEOUT,
+                )
 
 
 def _completed() -> ModelDownloadProgress:

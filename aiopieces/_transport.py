@@ -93,7 +93,8 @@ def to_pieces_error(exc: Exception, method: str, url: str, timeout: Timeout) -> 
         return api_error(exc.status, method, url, exc.message)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return PiecesTimeoutError(
-            f"{method} {url}: no connection within {timeout.connect} s (connect timeout)",
+            f"{method} {url}: no connection within {timeout.connect} s (connect timeout: "
+            "nothing accepted it, or the session's connector had no free connection)",
             phase="connect",
         )
     if isinstance(exc, aiohttp.SocketTimeoutError):
@@ -125,8 +126,9 @@ def decode(decoder: msgspec.json.Decoder[T], data: bytes | str, what: str) -> T:
     """Decode `data`, raising `PiecesDecodeError` with where in the payload it failed."""
     try:
         return decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string.
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string, and
+        # RecursionError for arrays or objects nested thousands deep.
         preview = data[:200] if isinstance(data, str) else data[:200].decode("utf-8", "replace")
         raise PiecesDecodeError(f"{what}: {exc}; payload starts {preview!r}") from exc
 
@@ -154,7 +156,7 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int = MAX_RESPONSE_BYTE
 
 async def send(
     session: aiohttp.ClientSession,
-    slots: anyio.Semaphore,
+    slots: anyio.Semaphore | None,
     method: str,
     url: yarl.URL,
     *,
@@ -166,13 +168,15 @@ async def send(
 ) -> bytes:
     """One try of one request: a pool slot, send, read (at most `limit` bytes), check status.
 
+    `slots=None` skips the slot: for the few calls that must not wait behind others.
     Returns the body of a 2xx answer; raises `PiecesAPIError` for any other status and
     the matching `PiecesError` for everything that goes wrong on the way.
     """
-    try:
-        slots.acquire_nowait()  # the common case: a slot is free, no timer needed
-    except anyio.WouldBlock:
-        await _wait_for_slot(slots, method, url, timeout)
+    if slots is not None:
+        try:
+            slots.acquire_nowait()  # the common case: a slot is free, no timer needed
+        except anyio.WouldBlock:
+            await _wait_for_slot(slots, method, url, timeout)
     try:
         with translate_errors(method, url, timeout):
             async with session.request(
@@ -188,7 +192,8 @@ async def send(
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
     finally:
-        slots.release()
+        if slots is not None:
+            slots.release()
     if not 200 <= status < 300:
         text = payload.decode("utf-8", "replace")
         raise api_error(status, method, str(url), text, retry_after=parse_retry_after(retry_after))

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 OK_MODELS = b'{"iterable": []}'
+#: An unknown field nested 50,000 deep: valid JSON, far beyond any decoder's recursion.
+DEEP_JSON = b'{"status":"IN-PROGRESS","x":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
 OK_MODEL = (
     b'{"id":"m","name":"M","version":"1","cloud":false,"created":{"value":"2025-01-01T00:00:00Z"},'
     b'"type":"BALANCED","usage":"CODE_CONVERSATION","custom":true,"downloading":true}'
@@ -36,6 +38,10 @@ class Hostile:
     retry_after: str = "0"
     #: The size of the frame `ws_oversized` sends.
     frame_size: int = 0
+    #: Requests to this path wait for `release`, whatever the fault.
+    stall_path: str | None = None
+    #: Set when a request to `stall_path` has arrived.
+    stalled: asyncio.Event = field(default_factory=asyncio.Event)
 
     def make_app(self) -> web.Application:
         """The app: every HTTP path and the progress WebSocket go through the fault switch."""
@@ -53,6 +59,11 @@ class Hostile:
         body = OK_MODELS if path == "/models" else OK_MODEL
         if self.model_body is not None and request.method == "GET" and path.startswith("/model/"):
             body = self.model_body
+        if path == self.stall_path:
+            self.stalled.set()
+            await self.release.wait()
+        if fault == "deep_nesting":  # valid JSON that msgspec cannot descend
+            return web.Response(body=DEEP_JSON, content_type="application/json")
         if fault == "stall_download" and path.endswith("/download"):
             self.download_received.set()
             await self.release.wait()
@@ -186,7 +197,14 @@ class Hostile:
             await asyncio.sleep(0.01)  # pacing of the server's pings, not a wait for an event
 
     async def _frames(self, ws: web.WebSocketResponse, request: web.Request, fault: str) -> None:
+        if fault == "ws_unknown_then_drop" and self.ws_connections == 1:
+            await ws.send_str('{"status":"UNKNOWN"}')  # PiecesOS knows no download yet
+            assert request.transport is not None
+            request.transport.abort()  # then a drop, before the download starts
+            return
         await ws.send_str('{"status":"INITIALIZED","percentage":0}')
+        if fault == "ws_unknown_then_drop":
+            await ws.send_str('{"status":"COMPLETED","percentage":100}')
         if fault == "ws_text_not_json":
             await ws.send_str("<html>oops</html>")
         elif fault == "ws_binary_json":
@@ -217,6 +235,8 @@ class Hostile:
             await ws.send_str('{"status":"IN-PROGRESS","percentage":40}')
             assert request.transport is not None
             request.transport.abort()
+        elif fault == "ws_deep_nesting":
+            await ws.send_bytes(DEEP_JSON)
         elif fault == "ws_oversized":
             padding = " " * self.frame_size
             await ws.send_str('{"status":"IN-PROGRESS","percentage":1' + padding + "}")

@@ -71,8 +71,11 @@ async def test_leaving_a_deaf_endless_stream_is_bounded(hostile: tuple[Hostile, 
     state.fault = "ws_endless_deaf"
     with anyio.fail_after(BOUND):
         async with client(url) as c:
-            async for _ in c.download_progress("m"):
-                break
+            # The `async with` form closes right here (a bare `async for ... break` leaves
+            # the generator to a finalizer), so the close handshake is on this path.
+            async with c.download_progress("m") as events:
+                async for _ in events:
+                    break
             state.fault = "none"
             assert (await c.get_model("m")).id == "m"  # usable afterwards
 
@@ -120,15 +123,19 @@ async def test_an_exhausted_pool_says_so(hostile: tuple[Hostile, str]) -> None:
     assert info.value.phase == "pool" and "max_connections" in str(info.value)
 
 
+# Schema-complete (`cloud` included), so that only the behaviour under test can fail.
+_MODEL_BODY = (
+    b'{"id":"m","name":"M","version":"1","cloud":false,"created":{"value":"2025-01-01T00:00:00Z"},'
+    b'"type":"BALANCED","usage":"CODE_CONVERSATION"'
+)
+
+
 async def test_a_download_that_completes_while_reconnecting_ends(
     hostile: tuple[Hostile, str],
 ) -> None:
     state, url = hostile
     state.fault = "ws_drop_then_done"  # the new socket stays silent, as PiecesOS's does
-    state.model_body = (
-        b'{"id":"m","name":"M","version":"1","created":{"value":"2025-01-01T00:00:00Z"},'
-        b'"type":"BALANCED","usage":"CODE_CONVERSATION","downloaded":true,"downloading":false}'
-    )
+    state.model_body = _MODEL_BODY + b',"downloaded":true,"downloading":false}'
     with anyio.fail_after(BOUND):
         async with client(url) as c:
             stream = c.download_progress("m")
@@ -142,10 +149,7 @@ async def test_a_download_that_fails_while_reconnecting_is_a_clear_error(
 ) -> None:
     state, url = hostile
     state.fault = "ws_drop_then_done"
-    state.model_body = (
-        b'{"id":"m","name":"M","version":"1","created":{"value":"2025-01-01T00:00:00Z"},'
-        b'"type":"BALANCED","usage":"CODE_CONVERSATION"}'
-    )
+    state.model_body = _MODEL_BODY + b"}"
     with anyio.fail_after(BOUND):
         async with client(url) as c:
             with pytest.raises(PiecesStreamError, match="neither downloading nor downloaded"):
@@ -170,6 +174,7 @@ _TRICKY_MODEL: dict[str, Any] = {
     "id": "tricky",
     "name": "Tricky",
     "version": "t11-v09-i01",
+    "cloud": False,  # schema-complete where it must be: only the merge is under test
     "created": {"value": "2024-05-22T16:00:00.000Z", "readable": "5 months ago"},
     "updated": {"value": "2024-05-22T16:00:00"},  # unknown key, naive time
     "type": "HYPERSPEED",
@@ -283,6 +288,7 @@ async def test_cancelled_while_the_download_request_is_in_flight_still_cancels(
 
 
 async def test_a_refused_download_owes_no_cancel(hostile: tuple[Hostile, str]) -> None:
+    """A guard for the owed-cancel rule: PiecesOS said no, so nothing started."""
     state, url = hostile
     state.fault = "plain_500"  # the socket opens; the download request is refused
     with anyio.fail_after(BOUND):
@@ -347,6 +353,7 @@ async def test_a_cancelled_aclose_still_closes_everything(hostile: tuple[Hostile
             scope.cancel()
             await c.aclose()  # cancelled before it starts: closing still happens, bounded
         assert c.state is ClientState.CLOSED
+        assert c._conn.session is not None and c._conn.session.closed
         await c.aclose()  # returns at once, everything is closed
         with pytest.raises(PiecesClientStateError):
             await events.__anext__()
@@ -357,10 +364,14 @@ async def test_a_second_aclose_waits_for_the_first(hostile: tuple[Hostile, str])
     state, url = hostile
     state.fault = "ws_endless_deaf"  # closing takes a while: the close handshake times out
     seen: list[ClientState] = []
+    left: list[set[str]] = []
+    before = open_sockets()
 
     async def second(c: AsyncPiecesClient) -> None:
+        assert c.state is ClientState.CLOSING  # the first `aclose()` has begun
         await c.aclose()
         seen.append(c.state)
+        left.append(open_sockets() - before)
 
     with anyio.fail_after(BOUND):
         c = client(url)
@@ -369,10 +380,11 @@ async def test_a_second_aclose_waits_for_the_first(hostile: tuple[Hostile, str])
         events = await stream.__aenter__()
         await events.__anext__()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(c.aclose)
+            tg.start_soon(c.aclose)  # runs first, up to its first wait
             tg.start_soon(second, c)
         await stream.__aexit__(None, None, None)
     assert seen == [ClientState.CLOSED]
+    assert left == [set()]  # nothing of ours was open any more when it returned
 
 
 async def test_closing_while_a_stream_waits_to_reconnect_is_prompt(
@@ -456,8 +468,8 @@ async def test_a_retry_after_beyond_the_budget_is_not_waited_for(
         async with client(url, retry=Retry(attempts=5, max_elapsed=5.0)) as c:
             with pytest.raises(PiecesAPIError) as info:
                 await c.list_models()
-    assert info.value.status == 503 and info.value.retry_after == 30
     assert state.hits["/models"] == 1  # no try may start after max_elapsed
+    assert info.value.status == 503 and info.value.retry_after == 30
 
 
 async def test_a_retry_after_within_the_budget_is_honoured(hostile: tuple[Hostile, str]) -> None:
@@ -568,3 +580,65 @@ async def test_200_concurrent_downloads_on_100_connections_all_complete() -> Non
                 for model in catalog:
                     tg.start_soon(follow, c, model["id"])
     assert finals == {m["id"]: "COMPLETED" for m in catalog}
+
+
+# -- found by attacking the fixes ----------------------------------------------------------------
+
+
+async def test_json_nested_too_deep_is_a_decode_error(hostile: tuple[Hostile, str]) -> None:
+    state, url = hostile
+    state.fault = "deep_nesting"
+    with anyio.fail_after(BOUND):
+        async with client(url) as c:
+            with pytest.raises(PiecesDecodeError):
+                await c.list_models()
+            state.fault = "ws_deep_nesting"
+            with pytest.raises(PiecesDecodeError):
+                async for _ in c.download_progress("m"):
+                    pass
+
+
+async def test_the_owed_cancel_does_not_wait_for_a_request_slot(
+    hostile: tuple[Hostile, str],
+) -> None:
+    state, url = hostile
+    state.fault = "ws_endless"
+    state.stall_path = "/model/m/load"  # a long load holds the only slot
+    with anyio.fail_after(BOUND):
+        c = client(url, max_connections=1)
+        async with c, anyio.create_task_group() as tg:
+            async with c.download("m", cancel_on_exit=True) as events:
+                await anext(events)  # the download is running
+                tg.start_soon(c.load_model, "m")
+                await state.stalled.wait()
+            # Leaving owed a cancel, sent although the load still holds the slot.
+            assert state.hits["/model/m/download/cancel"] == 1
+            tg.cancel_scope.cancel()
+
+
+async def test_a_drop_before_any_download_keeps_waiting(hostile: tuple[Hostile, str]) -> None:
+    state, url = hostile
+    state.fault = "ws_unknown_then_drop"
+    state.model_body = _MODEL_BODY + b"}"  # neither downloading nor downloaded: not started
+    with anyio.fail_after(BOUND):
+        async with client(url) as c:
+            stream = c.download_progress("m")
+            statuses = [str(e.status) async for e in stream]
+    assert statuses == ["UNKNOWN", "INITIALIZED", "COMPLETED"] and stream.reconnects == 1
+
+
+async def test_a_stream_iterated_by_two_tasks_says_so(hostile: tuple[Hostile, str]) -> None:
+    state, url = hostile
+    state.fault = "ws_endless"
+    with anyio.fail_after(BOUND):
+        async with client(url) as c:
+            stream = c.download_progress("m")
+            async for _ in stream:
+                with pytest.raises(PiecesClientStateError, match="already being iterated"):
+                    async for _ in stream:
+                        pass
+                break
+
+
+def test_no_timeout_means_no_pool_timeout_either() -> None:
+    assert Timeout.coerce(None) == Timeout(connect=None, read=None, pool=None)
