@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import msgspec
@@ -57,6 +57,11 @@ async def _read_json(path: str, decoder: msgspec.json.Decoder[T]) -> T:
 
 def _emit_json(obj: Any) -> None:
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(obj)).decode() + "\n")
+
+
+def _is_llm(model: Model) -> bool:
+    """Whether PiecesOS treats `model` as an LLM (chat or generation)."""
+    return model.usage in (ModelUsageEnum.CODE_CONVERSATION, ModelUsageEnum.CODE_GENERATION)
 
 
 def _smallness(model: Model) -> tuple[float, float]:
@@ -258,7 +263,8 @@ async def run_demo(url: str | None, write: bool, timeout: Timeout) -> None:
             if not write:
                 console.print("Read-only on a real PiecesOS: pass --write to download and load.")
                 return
-            local = [m for m in models if not m.cloud and not m.downloaded]
+            # An LLM: the demo ends by deleting its cache, which PiecesOS allows for LLMs only.
+            local = [m for m in models if not m.cloud and not m.downloaded and _is_llm(m)]
             if not local:
                 console.print("No local model left to download.")
                 return
@@ -296,11 +302,13 @@ async def run_demo(url: str | None, write: bool, timeout: Timeout) -> None:
         console.rule("demo complete")
 
 
-async def run_emulator(host: str, port: int, interval: float) -> None:
+async def run_emulator(
+    host: str, port: int, interval: float, shape: Literal["pieces", "schema"] = "pieces"
+) -> None:
     """Serve the emulator until interrupted."""
     from .testing import PiecesOSEmulator
 
-    emulator = PiecesOSEmulator(download_interval=interval)
+    emulator = PiecesOSEmulator(download_interval=interval, shape=shape)
     url = await emulator.start(host, port)
     print(f"PiecesOS emulator serving {len(emulator.models)} models on {url}", flush=True)
     try:
@@ -361,6 +369,12 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=39300)
     emulator.add_argument("--download-interval", type=float, default=0.2)
+    emulator.add_argument(
+        "--shape",
+        choices=["pieces", "schema"],
+        default="pieces",
+        help="pieces: what PiecesOS really sends (default); schema: schema-complete",
+    )
     return parser
 
 
@@ -369,7 +383,7 @@ async def _run(args: argparse.Namespace) -> None:
     if args.command == "demo":
         await run_demo(args.url, args.write, timeout)
     elif args.command == "emulator":
-        await run_emulator(args.host, args.port, args.download_interval)
+        await run_emulator(args.host, args.port, args.download_interval, args.shape)
     else:
         async with AsyncPiecesClient(args.url, timeout=timeout) as client:
             await args.handler(client, args)
