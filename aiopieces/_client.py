@@ -314,7 +314,8 @@ class AsyncPiecesClient:
         from it replaced: fields and values this release of aiopieces does not know, nulls,
         absent keys and timestamp strings reach it exactly as it sent them.
         """
-        raw = await self._call(_GET_RAW, model.id)
+        served_json: msgspec.Raw = await self._call(_GET_RAW, model.id)
+        raw = bytes(served_json)  # bytes, for a decode error's preview
         what = f"GET /model/{model_segment(model.id)}"
         current = decode(_JSON_OBJECT, raw, what)
         served = decode(_MODEL, raw, what)

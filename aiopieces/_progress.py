@@ -178,6 +178,12 @@ class DownloadProgress:
                     heartbeat=_HEARTBEAT,
                     max_msg_size=client._max_response_bytes,
                 )
+        except AssertionError as exc:
+            # aiohttp asserts the transport is still there after the handshake; a peer that
+            # drops the connection at that moment trips it. A failed connect, retryable.
+            raise PiecesConnectionError(
+                str(url), "the connection closed during the WebSocket handshake"
+            ) from exc
         except TimeoutError:  # ours: aiohttp's timeouts are PiecesTimeoutError by now
             raise PiecesTimeoutError(
                 f"GET {url}: no WebSocket handshake within {handshake} s (connect + read)",
@@ -269,16 +275,23 @@ class DownloadProgress:
                 return None
             # aiohttp's own receive timeout restarts on every ping and pong; this bound
             # does not, so a socket that only keeps itself alive still times out.
-            if deadline is None:
-                msg = await ws.receive()  # the common case: no idle bound, no timer per frame
-            else:
-                with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
-                    msg = await ws.receive()
-                if scope.cancelled_caught:
-                    raise PiecesTimeoutError(
-                        f"no progress event for {idle} s on {self._url} (ws_idle timeout)",
-                        phase="ws_idle",
-                    )
+            try:
+                if deadline is None:
+                    msg = await ws.receive()  # the common case: no idle bound, no timer
+                else:
+                    with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
+                        msg = await ws.receive()
+                    if scope.cancelled_caught:
+                        raise PiecesTimeoutError(
+                            f"no progress event for {idle} s on {self._url} (ws_idle timeout)",
+                            phase="ws_idle",
+                        )
+            except (aiohttp.ClientError, OSError) as exc:
+                # aiohttp answers pings from inside receive(); a socket closing under that
+                # answer raises instead of reporting a drop. It is a drop all the same.
+                self._raise_if_aborted()
+                await self._reconnect(f"{type(exc).__name__}: {exc}")
+                continue
             self._raise_if_aborted()
             if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 return decode(_PROGRESS, msg.data, f"progress frame from {self._url}")

@@ -133,8 +133,15 @@ def decode(decoder: msgspec.json.Decoder[T], data: bytes | str, what: str) -> T:
         raise PiecesDecodeError(f"{what}: {exc}; payload starts {preview!r}") from exc
 
 
-async def read_body(resp: aiohttp.ClientResponse, limit: int = MAX_RESPONSE_BYTES) -> bytes:
-    """Read a response body, refusing one larger than `limit` bytes once decompressed."""
+async def read_body(
+    resp: aiohttp.ClientResponse, limit: int = MAX_RESPONSE_BYTES, idle: float | None = None
+) -> bytes:
+    """Read a response body, refusing one larger than `limit` bytes once decompressed.
+
+    `idle` bounds each wait for more of the body (`Timeout.read`). aiohttp's own read
+    timeout is meant to do that, but it can be dropped while reading is paused and
+    resumed, and then a body that stalls half way would hang for ever.
+    """
     length = resp.content_length
     if length is not None and "Content-Encoding" not in resp.headers:
         # Not compressed: the declared length is what lands in memory.
@@ -142,16 +149,25 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int = MAX_RESPONSE_BYTE
             raise PiecesDecodeError(
                 f"{resp.method} {resp.url}: body of {length} bytes exceeds {limit}"
             )
-        return await resp.read()  # the common case: a known, acceptable length
-    # Compressed or of unknown length: count what decompression actually produces.
+        if resp.content.is_eof():
+            return await resp.read()  # the common case: all of it is here already
+    # Still arriving, compressed or of unknown length: count what decompression produces,
+    # and bound every wait ourselves.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in resp.content.iter_any():
+    while True:
+        with anyio.move_on_after(idle) as scope:
+            chunk = await resp.content.readany()
+        if scope.cancelled_caught:
+            raise PiecesTimeoutError(
+                f"{resp.method} {resp.url}: no data for {idle} s (read timeout)", phase="read"
+            )
+        if not chunk:
+            return b"".join(chunks)
         size += len(chunk)
         if size > limit:
             raise PiecesDecodeError(f"{resp.method} {resp.url}: body exceeds {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def send(
@@ -188,7 +204,7 @@ async def send(
                 # Our status handling applies, whatever the session's defaults are.
                 raise_for_status=False,
             ) as resp:
-                payload = await read_body(resp, limit)
+                payload = await read_body(resp, limit, timeout.read)
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
     finally:
