@@ -299,7 +299,7 @@ async def test_with_options_shares_the_session(pieces_client: AsyncPiecesClient)
 
 def test_timeout_config() -> None:
     assert Timeout.coerce(2.5) == Timeout(connect=2.5, read=2.5, pool=2.5)
-    assert Timeout.coerce(None) == Timeout(connect=None, read=None)
+    assert Timeout.coerce(None) == Timeout(connect=None, read=None, pool=None)
     with pytest.raises(ValueError, match="positive"):
         Timeout(read=0)
 
