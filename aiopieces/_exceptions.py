@@ -60,16 +60,31 @@ class PiecesAPIError(PiecesError):
     def __init__(
         self, status: int, method: str, url: str, body: str, *, retry_after: float | None = None
     ) -> None:
-        if len(body) > MAX_ERROR_BODY_CHARS:
-            body = body[:MAX_ERROR_BODY_CHARS] + f"... ({len(body)} characters in all)"
+        import html
+        import re
+
         self.status = status
         self.method = method
         self.url = url
+        #: The whole body, as the server sent it; the message shows one line of it.
         self.body = body
         #: Seconds the server asked us to wait (`Retry-After`), when it said so.
         self.retry_after = retry_after
-        detail = body.strip().splitlines()[0] if body.strip() else "(empty body)"
-        super().__init__(f"{method} {url} answered {status}: {detail[:200]}")
+        # One line whatever the body: the <title> of an HTML page (a proxy, a web server
+        # that is not PiecesOS), else the first non-blank line, whitespace collapsed.
+        head = body[:65536].strip()
+        title = re.search(r"<title[^>]*>(.*?)</title", head, re.IGNORECASE | re.DOTALL)
+        is_html = re.match(r"<(!doctype\s+html|html|head|body)\b", head, re.IGNORECASE)
+        if is_html or (head.startswith("<") and title):
+            page = " ".join(html.unescape(title.group(1)).split()) if title else ""
+            detail = f"an HTML page ({page})" if page else "an HTML page with no title"
+        elif head:
+            detail = " ".join(next(line for line in head.splitlines() if line.strip()).split())
+        else:
+            detail = "(empty body)"
+        if len(detail) > 160:
+            detail = detail[:157] + "..."
+        super().__init__(f"{method} {url} answered {status}: {detail}")
 
 
 class ModelNotFoundError(PiecesAPIError):
