@@ -9,10 +9,18 @@ is registered through the `pytest11` entry point and loads when pytest runs.
 """
 
 from ._catalog import SHAPES, Shape, default_catalog, is_llm
-from ._emulator import DUPLICATE_KEY_FIELDS, PiecesOSEmulator, serve_emulator
+from ._emulator import (
+    DEFAULT_VERSION,
+    DUPLICATE_KEY_FIELDS,
+    PIECES_OS_PORTS,
+    PiecesOSEmulator,
+    serve_emulator,
+)
 
 __all__ = [
+    "DEFAULT_VERSION",
     "DUPLICATE_KEY_FIELDS",
+    "PIECES_OS_PORTS",
     "SHAPES",
     "PiecesOSEmulator",
     "Shape",
