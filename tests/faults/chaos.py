@@ -19,6 +19,7 @@ import random
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
@@ -168,12 +169,12 @@ def model_json(model_id: str, rng: random.Random) -> dict[str, object]:
 
 def ok_body(request: web.Request, rng: random.Random) -> bytes:
     """The correct answer for the path."""
-    path = request.path.removeprefix("/moved")
+    path = request.raw_path.split("?", 1)[0].removeprefix("/moved")
     if path == "/models":
         models = [model_json(f"listed{i}", rng) for i in range(rng.randint(0, 3))]
         return json.dumps({"iterable": models}).encode()
     parts = path.split("/")
-    model_id = parts[2] if len(parts) > 2 and parts[1] == "model" else "m"
+    model_id = unquote(parts[2]) if len(parts) > 2 and parts[1] == "model" else "m"
     if model_id == "update":
         model_id = "m"
     return json.dumps(model_json(model_id, rng)).encode()

@@ -68,6 +68,10 @@ MAX_FAILED_RUNS = int(os.environ.get("AIOPIECES_CHAOS_MAX_FAILURES", "10"))
 
 CONNECT = 0.05
 READ = 0.02
+#: The wait for a request slot, in runs that allow only one or two at a time.
+POOL = 0.05
+#: The whole-request limit, in runs that set one.
+TOTAL = 0.06
 WS_IDLE = 0.03
 RETRY = Retry(attempts=2, backoff=0.001, max_backoff=0.002, max_elapsed=0.5)
 #: The client's `max_response_bytes`: normal answers fit, the server's huge ones do not.
@@ -79,9 +83,10 @@ CLOSE = 0.03
 CLOSE_BOUND_NAMES = ("CLOSE_TIMEOUT", "_CLOSE_TIMEOUT")
 MAX_RECONNECTS = getattr(_progress, "MAX_RECONNECTS", 10)
 
-#: One HTTP try: connect, then the server's slowest answer that keeps within the read
-#: timeout (a body in four pieces, a third of the read timeout apart), or the read timeout.
-HTTP_TRY = CONNECT + 4 * READ
+#: One HTTP try: a request slot, connect, then the server's slowest answer that keeps
+#: within the read timeout (a body in four pieces, a third of the read timeout apart), or
+#: the read timeout.
+HTTP_TRY = POOL + CONNECT + 4 * READ
 #: One call: every try (twice over: a redirect is a second request) and the backoffs.
 HTTP_CALL = RETRY.attempts * (2 * HTTP_TRY + RETRY.max_backoff)
 #: One WebSocket connection: the handshake's tries, the server's delays between frames
@@ -165,6 +170,10 @@ class Plan:
     async_with: bool
     #: Close the client these many seconds after the run starts, while the calls run.
     close_at: list[float]
+    #: The client's request slots (`max_connections`), few in some runs so calls queue.
+    max_connections: int = 100
+    #: `Timeout.total`, set in some runs.
+    total: float | None = None
 
 
 def make_plan(rng: random.Random) -> Plan:
@@ -174,7 +183,8 @@ def make_plan(rng: random.Random) -> Plan:
         op = Op(
             index=i,
             kind=kind,
-            model_id=f"m{i}",
+            # Sometimes an id that must be escaped to stay one path segment.
+            model_id=rng.choice([f"m{i}"] * 4 + [f"m/{i}", f"..{i}", f"ü {i}?#", f"%2F{i}"]),
             start=rng.choice([0.0, rng.uniform(0, 0.02)]),
             cancel_after=rng.choice([None, None, None, rng.uniform(0, 0.04)]),
         )
@@ -188,6 +198,8 @@ def make_plan(rng: random.Random) -> Plan:
         ops=ops,
         async_with=rng.random() < 0.5,
         close_at=rng.choice([[], [], [rng.uniform(0, 0.04)], [rng.uniform(0, 0.04)] * 2]),
+        max_connections=rng.choice([100, 100, 1, 2]),
+        total=rng.choice([None, None, None, TOTAL]),
     )
 
 
@@ -412,10 +424,19 @@ async def close_client(state: RunState, delay: float, what: str) -> None:
 async def one_run(chaos: Chaos, url: str, port: int, seed: int, leaked: set[str]) -> RunState:
     rng = random.Random(seed)
     plan = make_plan(rng)
+    timeouts: dict[str, float | None] = {
+        "connect": CONNECT,
+        "read": READ,
+        "ws_idle": WS_IDLE,
+        "total": plan.total,
+    }
+    if "pool" in Timeout.__struct_fields__:
+        timeouts["pool"] = POOL
     client = AsyncPiecesClient(
         url,
-        timeout=Timeout(connect=CONNECT, read=READ, ws_idle=WS_IDLE),
+        timeout=Timeout(**timeouts),  # type: ignore[arg-type]
         retry=RETRY,
+        max_connections=plan.max_connections,
         max_response_bytes=MAX_BODY,
     )
     state = RunState(seed, client)
