@@ -19,6 +19,7 @@ from ._exceptions import PiecesClientStateError, PiecesError
 from ._merge import merge_into
 from ._progress import DownloadProgress
 from ._retry import Retry, with_retries
+from ._streams import WebSocketStream
 from ._transport import (
     CLOSE_TIMEOUT,
     MAX_RESPONSE_BYTES,
@@ -76,7 +77,6 @@ _DELETE_CACHE = _Endpoint(
     "POST", "/models/{model}/delete/cache", msgspec.json.Decoder(ModelDeleteCacheOutput)
 )
 _UNLOAD_ALL = _Endpoint[None]("POST", "/models/unload", None, idempotent=True)
-PROGRESS_PATH = "/model/{model}/download/progress"
 
 
 class ClientState(enum.Enum):
@@ -97,7 +97,7 @@ class _Connection:
     owns_session: bool
     max_connections: int
     state: ClientState = ClientState.NEW
-    streams: set[DownloadProgress] = field(default_factory=set)
+    streams: set[WebSocketStream[Any]] = field(default_factory=set)
     #: Two tasks opening one client at once must not make two sessions.
     opening: anyio.Lock = field(default_factory=anyio.Lock)
     #: Set when closing begins: waits between retries end at once.
@@ -426,8 +426,9 @@ class AsyncPiecesClient:
             return None  # type: ignore[return-value]  # T is None for no-body endpoints
         return decode(endpoint.decoder, payload, f"{endpoint.method} {url}")
 
-    def _progress_url(self, model_id: str) -> yarl.URL:
-        return join_url(self.base_url, self._path(PROGRESS_PATH, model_id))
+    def _ws_target(self, path: str) -> yarl.URL:
+        """The HTTP URL of a WebSocket endpoint's already-encoded `path`."""
+        return join_url(self.base_url, path)
 
 
 def _running_asyncio_loop() -> asyncio.AbstractEventLoop:

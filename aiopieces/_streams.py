@@ -1,0 +1,324 @@
+"""One reconnecting WebSocket core under every PiecesOS stream (progress, model changes).
+
+A stream connects with the retry policy, receives frames with the `ws_idle` bound,
+reconnects after a drop (no close frame, a dead peer, 1012/1013), refuses bad data at
+once (a bad frame, 1007, 1009), closes within a bound even when the peer misbehaves or
+the consumer is cancelled, and is finished by the client when the client closes. What a
+stream's events are, what ends it, and what to do after a reconnect are its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import aiohttp
+import anyio
+import msgspec
+import yarl
+
+from ._exceptions import (
+    PiecesClientStateError,
+    PiecesConnectionError,
+    PiecesDecodeError,
+    PiecesError,
+    PiecesTimeoutError,
+)
+from ._retry import with_retries
+from ._transport import CLOSE_TIMEOUT, close_ws, decode, translate_errors, ws_url
+
+if TYPE_CHECKING:
+    from ._client import AsyncPiecesClient
+
+__all__ = ["MAX_RECONNECTS", "WebSocketStream"]
+
+logger = logging.getLogger("aiopieces")
+
+E = TypeVar("E")
+
+#: Close codes that end a stream normally (RFC 6455: normal closure, going away).
+_NORMAL_CLOSE = frozenset({None, 1000, 1001})
+#: Close codes after which a reconnect may work (service restart, try again later).
+_RESTART_CLOSE = frozenset({1012, 1013})
+#: Close and error codes that say the data was bad (invalid payload, message too big):
+#: reconnecting would only fetch the same bad frame again.
+_BAD_DATA = frozenset({1007, 1009})
+#: Reconnects one stream may make in all before it gives up.
+MAX_RECONNECTS = 10
+#: Pings keep a dead PiecesOS (or a dropped network) from leaving a consumer waiting.
+_HEARTBEAT = 30.0
+
+
+class WebSocketStream(Generic[E]):
+    """The reconnecting core of a PiecesOS stream; subclasses say what its events mean."""
+
+    #: What the stream is called in messages ("progress", "model changes").
+    _kind = "stream"
+
+    def __init__(
+        self,
+        client: AsyncPiecesClient,
+        url: Callable[[], yarl.URL],
+        decoder: msgspec.json.Decoder[E],
+    ) -> None:
+        """Prepare the stream; nothing connects before iteration or `async with`."""
+        self._client = client
+        self._make_url = url
+        self._decoder = decoder
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._url = ""
+        #: Events to hand out before reading more frames (made up by the stream itself).
+        self._pending: list[E] = []
+        self._finished = False
+        self._abort_reason: str | None = None
+        #: Set while the stream closes, so that a second closer waits for the first.
+        self._closing: anyio.Event | None = None
+        #: A task is iterating: a second one would steal its frames.
+        self._iterating = False
+        self._iterator: AsyncGenerator[E, None] | None = None
+        #: How many times the socket dropped and was replaced during this stream.
+        self.reconnects = 0
+
+    async def __aenter__(self) -> AsyncIterator[E]:
+        await self._open()
+        self._iterator = self._events()
+        return self._iterator
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._iterator is not None:
+            await self._iterator.aclose()
+        await self._close()
+
+    def __aiter__(self) -> AsyncIterator[E]:
+        return self._events()
+
+    async def abort(self, reason: str) -> None:
+        """End the stream from outside (the client closing), as its owner asked.
+
+        The consumer, if any, gets `PiecesClientStateError`. Never raises; bounded.
+        """
+        if self._abort_reason is None:
+            self._abort_reason = reason
+        await self._close()
+
+    # -- what a stream adds ------------------------------------------------------
+
+    async def _on_open(self) -> None:
+        """Run once the socket is open, before the first event is read."""
+
+    async def _on_reconnect(self) -> None:
+        """Run after every reconnect: catch up with what the new socket will not say."""
+
+    def _on_event(self, event: E) -> None:
+        """Note an event before it is handed out; set `_finished` when it is the last."""
+
+    async def _on_close(self) -> None:
+        """Run once the socket is closed (shielded, bounded by the caller)."""
+
+    # -- the core ----------------------------------------------------------------
+
+    async def _open(self) -> None:
+        if self._ws is not None:
+            return
+        self._raise_if_aborted()
+        if self._finished:
+            raise PiecesClientStateError(f"this {self._kind} stream has ended; start a new one")
+        client = self._client
+        self._url = str(self._make_url())
+        # Registered before any I/O, so that closing the client finds it at every step.
+        client._conn.streams.add(self)
+        try:
+            await self._connect_with_retries()
+            await self._on_open()
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _connect_with_retries(self) -> None:
+        client = self._client
+        await with_retries(
+            self._connect,
+            idempotent=True,
+            policy=client.retry,
+            what=self._url,
+            sleep=client._conn.sleep,
+        )
+
+    async def _connect(self) -> None:
+        client = self._client
+        session = client._session()
+        url = self._make_url()
+        timeout = client.timeout
+        handshake = None
+        if timeout.connect is not None and timeout.read is not None:
+            handshake = timeout.connect + timeout.read
+        try:
+            with anyio.fail_after(handshake), translate_errors("GET", url, timeout):
+                ws = await session.ws_connect(
+                    ws_url(url),
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                    heartbeat=_HEARTBEAT,
+                    max_msg_size=client._max_response_bytes,
+                )
+        except AssertionError as exc:
+            # aiohttp asserts the transport is still there after the handshake; a peer that
+            # drops the connection at that moment trips it. A failed connect, retryable.
+            raise PiecesConnectionError(
+                str(url), "the connection closed during the WebSocket handshake"
+            ) from exc
+        except TimeoutError:  # ours: aiohttp's timeouts are PiecesTimeoutError by now
+            raise PiecesTimeoutError(
+                f"GET {url}: no WebSocket handshake within {handshake} s (connect + read)",
+                phase="connect",
+            ) from None
+        if self._abort_reason is not None:  # the client closed while we connected
+            await close_ws(ws)
+            self._raise_if_aborted()
+        self._ws = ws
+        logger.debug("%s WebSocket open: %s", self._kind, self._url)
+
+    async def _reconnect(self, reason: str) -> None:
+        """Replace a dropped socket, then let the stream catch up."""
+        policy = self._client.retry
+        self.reconnects += 1
+        dropped = f"the {self._kind} WebSocket dropped ({reason})"
+        old, self._ws = self._ws, None
+        if old is not None:
+            await close_ws(old)
+        if policy.attempts == 1 or self.reconnects > MAX_RECONNECTS:
+            raise PiecesConnectionError(
+                self._url, f"{dropped}; gave up after {self.reconnects - 1} reconnects"
+            )
+        logger.debug("%s: reconnecting (%d)", dropped, self.reconnects)
+        try:
+            await self._connect_with_retries()
+        except PiecesClientStateError:
+            raise
+        except PiecesError as exc:
+            raise PiecesConnectionError(
+                self._url, f"{dropped}, and reconnecting failed: {exc}"
+            ) from exc
+        await self._on_reconnect()
+
+    async def _events(self) -> AsyncGenerator[E, None]:
+        if self._iterating:
+            raise PiecesClientStateError(
+                f"this {self._kind} stream is already being iterated; open one per consumer"
+            )
+        self._iterating = True
+        try:
+            await self._open()
+            while True:
+                event = self._pending.pop(0) if self._pending else await self._receive()
+                if event is None:
+                    return
+                self._on_event(event)
+                yield event
+                if self._finished:
+                    return
+        finally:
+            self._iterating = False
+            await self._close()
+
+    async def _receive(self) -> E | None:
+        """The next event, `None` at a normal end; only events reset `ws_idle`."""
+        idle = self._client.timeout.ws_idle
+        deadline = None if idle is None else anyio.current_time() + idle
+        while True:
+            if self._pending:  # made up while catching up after a reconnect
+                return self._pending.pop(0)
+            ws = self._ws
+            if ws is None:
+                self._raise_if_aborted()
+                return None
+            # aiohttp's own receive timeout restarts on every ping and pong; this bound
+            # does not, so a socket that only keeps itself alive still times out.
+            try:
+                if deadline is None:
+                    msg = await ws.receive()  # the common case: no idle bound, no timer
+                else:
+                    with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
+                        msg = await ws.receive()
+                    if scope.cancelled_caught:
+                        raise PiecesTimeoutError(
+                            f"no {self._kind} event for {idle} s on {self._url} (ws_idle timeout)",
+                            phase="ws_idle",
+                        )
+            except (aiohttp.ClientError, OSError) as exc:
+                # aiohttp answers pings from inside receive(); a socket closing under that
+                # answer raises instead of reporting a drop. It is a drop all the same.
+                self._raise_if_aborted()
+                await self._reconnect(f"{type(exc).__name__}: {exc}")
+                continue
+            self._raise_if_aborted()
+            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                return decode(self._decoder, msg.data, f"{self._kind} frame from {self._url}")
+            if msg.type == aiohttp.WSMsgType.CLOSE and msg.data in _NORMAL_CLOSE:
+                self._finished = True
+                return None  # closed by the server
+            code = _error_code(msg)
+            if code in _BAD_DATA:
+                raise PiecesDecodeError(
+                    f"{self._kind} frame from {self._url}: {_describe(msg)} (refused, not retried)"
+                )
+            if msg.type == aiohttp.WSMsgType.CLOSE and msg.data not in _RESTART_CLOSE:
+                extra = f": {msg.extra}" if msg.extra else ""
+                raise PiecesConnectionError(
+                    self._url,
+                    f"the {self._kind} WebSocket was closed with code {msg.data}{extra}",
+                )
+            # Dropped (no close frame, an error, a dead peer) or a server restarting.
+            await self._reconnect(_describe(msg, ws.close_code))
+
+    def _raise_if_aborted(self) -> None:
+        if self._abort_reason is not None:
+            raise PiecesClientStateError(self._abort_reason)
+
+    async def _close(self) -> None:
+        """Close the socket and run the stream's own cleanup; bounded, shielded.
+
+        A second closer (the client closing while the consumer's own close runs) waits
+        for the first to finish, so that nothing is closed under a cleanup still under
+        way. Never raises but for cancellation.
+        """
+        if self._closing is not None:
+            with anyio.CancelScope(shield=True):
+                await self._closing.wait()  # bounded: the first closer is
+            return
+        self._closing = anyio.Event()
+        try:
+            ws, self._ws = self._ws, None
+            if ws is not None:
+                await close_ws(ws)
+                logger.debug("%s WebSocket closed: %s", self._kind, self._url)
+            await self._on_close()
+        finally:
+            # Left in the client's streams until now, so that `aclose()` waits for us.
+            self._client._conn.streams.discard(self)
+            self._closing.set()
+            self._closing = None
+
+
+def _error_code(msg: aiohttp.WSMessage) -> int | None:
+    """The WebSocket code of a CLOSE or ERROR message (aiohttp reports oversized frames
+    and invalid text as errors with codes 1009 and 1007)."""
+    if msg.type == aiohttp.WSMsgType.CLOSE:
+        return msg.data if isinstance(msg.data, int) else None
+    if msg.type == aiohttp.WSMsgType.ERROR and isinstance(msg.data, aiohttp.WebSocketError):
+        return msg.data.code
+    return None
+
+
+def _describe(msg: aiohttp.WSMessage, close_code: int | None = None) -> str:
+    if msg.type == aiohttp.WSMsgType.ERROR:
+        return f"{type(msg.data).__name__}: {msg.data}"
+    code = close_code if msg.data is None else msg.data
+    extra = f": {msg.extra}" if msg.extra else ""
+    return f"close code {code}{extra}"
