@@ -18,10 +18,10 @@ import pytest
 
 from aiopieces import AsyncPiecesClient, ModelDownloadProgress, ModelNotFoundError
 from aiopieces import ModelDownloadProgressStatusEnum as Status
-from aiopieces.testing import PiecesOSEmulator
+from aiopieces.testing import DEFAULT_VERSION, PIECES_OS_PORTS, PiecesOSEmulator
 from aiopieces.testing._catalog import MODEL_KEY_ORDER
 
-from .test_client import LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
+from .test_client import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
 
 LIMIT = 10
 
@@ -145,7 +145,13 @@ async def test_deleting_a_model_cancels_its_download(
 
 
 @pytest.mark.parametrize(
-    "path", ["/models/create", "/model/update", "/models/{model}/delete/cache"]
+    "path",
+    [
+        "/models/create",
+        "/model/update",
+        "/models/{model}/delete/cache",
+        "/model/{model}/scores/increment",
+    ],
 )
 @pytest.mark.parametrize(
     "body", [b'{"name":"\xff"}', b'{"id":"\xc3"}', b'{"schema":"\xed\xa0\x80"}']
@@ -245,3 +251,311 @@ async def test_the_standalone_emulator_takes_a_shape() -> None:
             finally:
                 process.terminate()
                 await process.wait()
+
+
+# -- issue 10: score increments, the identifier socket, version, restart ----------------
+
+IDENTIFIERS = "/models/stream/identifiers"
+Batch = list[tuple[str, bool]]
+
+
+def batch(frame: str) -> Batch:
+    """A `StreamedIdentifiers` frame as (model id, deleted) pairs."""
+    items = msgspec.json.decode(frame)["iterable"]
+    assert all(set(item) <= {"model", "deleted"} and set(item["model"]) == {"id"} for item in items)
+    return [(item["model"]["id"], item.get("deleted", False)) for item in items]
+
+
+async def next_batch(ws: aiohttp.ClientWebSocketResponse) -> Batch:
+    """The next identifier frame of `ws`."""
+    msg = await ws.receive()
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    return batch(msg.data)
+
+
+async def post(
+    http: aiohttp.ClientSession, url: str, body: object = None, status: int = 200
+) -> bytes:
+    """POST `body` (JSON, or raw bytes) to `url`; the answer must have `status`."""
+    data = body if body is None or isinstance(body, bytes) else msgspec.json.encode(body)
+    async with http.post(url, data=data) as resp:
+        content = await resp.read()
+        assert resp.status == status, content
+        return content
+
+
+async def test_the_first_identifier_frame_lists_every_model_in_catalog_order(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    with anyio.fail_after(LIMIT):
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(pieces_emulator.url + IDENTIFIERS) as ws,
+        ):
+            msg = await ws.receive()
+    assert msgspec.json.decode(msg.data) == {
+        "iterable": [{"model": {"id": model_id}} for model_id in pieces_emulator.models]
+    }
+
+
+async def test_every_change_sends_one_identifier_batch_to_every_subscriber(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    """Each change, in order, to two subscribers; a change that changes nothing sends
+    nothing (the batch after it is the next change's)."""
+    emulator, url = pieces_emulator, pieces_emulator.url
+    target = model_id(emulator, LOCAL_NOT_DOWNLOADED)
+    downloaded = model_id(emulator, LOCAL_DOWNLOADED)
+    with anyio.fail_after(LIMIT):
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(url + IDENTIFIERS) as first,
+            http.ws_connect(url + IDENTIFIERS) as second,
+        ):
+            await emulator.wait_for_identifier_subscribers(2)
+            assert emulator.identifier_subscriber_count() == 2
+            sockets = [first, second]
+            for ws in sockets:
+                assert len(await next_batch(ws)) == len(emulator.models)
+
+            async def expect(expected: Batch) -> None:
+                for ws in sockets:
+                    assert await next_batch(ws) == expected
+
+            seed = msgspec.to_builtins(seeded(name="watched"))
+            created = msgspec.json.decode(await post(http, url + "/models/create", seed))["id"]
+            await expect([(created, False)])
+            await post(http, url + "/models/create", seed)  # a duplicate: nothing new
+            await post(http, url + "/model/update", {**emulator.models[created], "unique": "u"})
+            await expect([(created, False)])
+
+            emulator.hold_downloads(at_percentage=30)
+            await post(http, f"{url}/model/{target}/download")
+            await expect([(target, False)])  # downloading: true
+            await post(http, f"{url}/model/{target}/download")  # already running: nothing
+            await post(http, f"{url}/model/{target}/download/cancel")
+            await expect([(target, False)])
+            emulator.release_downloads()
+            emulator.fail_download(target, at_percentage=50)
+            await post(http, f"{url}/model/{target}/download")
+            await expect([(target, False)])  # started
+            await expect([(target, False)])  # failed
+            await post(http, f"{url}/model/{target}/download")
+            await expect([(target, False)])  # started
+            await expect([(target, False)])  # completed
+            assert emulator.model(target).downloaded
+
+            await post(http, f"{url}/model/{target}/load")
+            await expect([(target, False)])
+            await post(http, f"{url}/model/{target}/unload")
+            await expect([(target, False)])
+            await post(http, f"{url}/model/{target}/load")
+            await expect([(target, False)])
+            await post(http, f"{url}/model/{downloaded}/load")
+            await expect([(downloaded, False)])
+            loaded = [i for i, m in emulator.models.items() if m.get("loaded")]
+            assert {target, downloaded} < set(loaded)  # and the loaded internal models
+            await post(http, url + "/models/unload", status=204)
+            await expect([(i, False) for i in loaded])  # one batch for them all
+            await post(http, url + "/models/unload", status=204)  # none loaded: nothing
+
+            await post(http, f"{url}/models/{target}/delete/cache", {})
+            await expect([(target, False)])
+            await post(http, f"{url}/model/{target}/scores/increment", {"model": {}}, 204)
+            await post(http, f"{url}/model/{target}/scores/increment", b"", 204)
+            await post(
+                http, f"{url}/model/{target}/scores/increment", {"model": {"reuse": True}}, 204
+            )
+            await expect([(target, False)])
+
+            # A delete during a download: only the delete, not the cancel it implies.
+            emulator.hold_downloads(at_percentage=30)
+            await post(http, f"{url}/model/{created}/download")
+            await expect([(created, False)])
+            await post(http, f"{url}/models/{created}/delete", status=204)
+            await expect([(created, True)])
+            emulator.release_downloads()
+            assert emulator.running_downloads() == []
+
+            added = emulator.add_model({"id": "added-by-a-test", "name": "added"})
+            await expect([(added, False)])
+        await emulator.wait_for_identifier_subscribers(0)
+
+
+async def test_identifier_sockets_close_when_the_emulator_stops() -> None:
+    with anyio.fail_after(LIMIT):
+        emulator = PiecesOSEmulator()
+        await emulator.start()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(emulator.url + IDENTIFIERS) as ws,
+        ):
+            assert len(await next_batch(ws)) == len(emulator.models)
+            await emulator.stop()
+            msg = await ws.receive()
+            assert msg.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED}
+        assert emulator.identifier_subscriber_count() == 0
+
+
+async def test_a_score_increment_counts_in_the_model_s_score(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
+    path = f"{pieces_emulator.url}/model/{target}/scores/increment"
+    assert "score" not in pieces_emulator.models[target]
+    with anyio.fail_after(LIMIT):
+        async with aiohttp.ClientSession() as http:
+            for body in [
+                {"model": {"reuse": True}},
+                {"model": {"reuse": True, "reference": False}, "asset": {"reuse": True}},
+                {"model": {"reference": True, "searched": True, "schema": None}, "schema": None},
+                {"model": {"priority": None, "update": True}, "conversations": 7},
+            ]:
+                assert await post(http, path, body, status=204) == b""
+            async with http.get(f"{pieces_emulator.url}/model/{target}") as resp:
+                sent = msgspec.json.decode(await resp.read())
+    expected = {"manual": 0, "automatic": 0, "reuse": 2, "reference": 1, "searched": 1, "update": 1}
+    assert sent["score"] == expected
+    score = pieces_emulator.model(target).score
+    assert score is not None and score.reuse == 2 and score.priority is None
+    assert list(sent) == key_order(list(sent))  # `score` in its place (pieces shape)
+
+
+async def test_a_score_increment_keeps_what_the_score_had() -> None:
+    catalog = [
+        {"id": "scored", "name": "scored", "score": {"manual": 3, "automatic": 4, "reuse": 5}}
+    ]
+    async with PiecesOSEmulator(catalog) as emulator, aiohttp.ClientSession() as http:
+        with anyio.fail_after(LIMIT):
+            body = {"model": {"reuse": True, "priority": True}}
+            await post(http, f"{emulator.url}/model/scored/scores/increment", body, 204)
+    expected = {"manual": 3, "automatic": 4, "reuse": 6, "priority": 1}
+    assert emulator.models["scored"]["score"] == expected
+
+
+async def test_score_increment_errors_are_text(pieces_emulator: PiecesOSEmulator) -> None:
+    url = pieces_emulator.url
+    target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
+    with anyio.fail_after(LIMIT):
+        async with aiohttp.ClientSession() as http:
+            for body in [
+                b"{not json",
+                b"[]",
+                b"null",
+                b'{"model": 1}',
+                b'{"model": {"reuse": "yes"}}',
+                b'{"schema": 3}',
+                b"\xff",
+                b'{"model": {"reuse": true}, "x": "\xc3"}',
+            ]:
+                async with http.post(f"{url}/model/{target}/scores/increment", data=body) as resp:
+                    text = await resp.text()
+                    assert resp.status == 400 and resp.content_type == "text/plain", body
+                    assert text.startswith("invalid request body") and "\n" not in text
+            body = msgspec.json.encode({"model": {"reuse": True}})
+            async with http.post(f"{url}/model/nope/scores/increment", data=body) as resp:
+                assert resp.status == 500 and resp.content_type == "text/plain"
+                assert "nope" in await resp.text()
+    assert "score" not in pieces_emulator.models[target]
+
+
+async def test_version_and_health_are_text(pieces_emulator: PiecesOSEmulator) -> None:
+    url = pieces_emulator.url
+    with anyio.fail_after(LIMIT):
+        async with aiohttp.ClientSession() as http:
+            for version in [DEFAULT_VERSION, "11.0.0-beta.3"]:
+                pieces_emulator.version = version
+                async with http.get(url + "/.well-known/version") as resp:
+                    assert resp.status == 200 and resp.content_type == "text/plain"
+                    assert await resp.text() == version
+            async with http.head(url + "/.well-known/version") as resp:
+                assert resp.status == 200
+            async with http.get(url + "/.well-known/health") as resp:
+                assert resp.status == 200 and (await resp.text()).startswith("ok")
+            pieces_emulator.healthy = False  # not ready: health only says so
+            async with http.get(url + "/.well-known/health") as resp:
+                assert resp.status == 503 and resp.content_type == "text/plain"
+            async with http.head(url + "/.well-known/health") as resp:
+                assert resp.status == 503
+            async with http.get(url + "/models") as resp:
+                assert resp.status == 200
+            pieces_emulator.healthy = True
+            async with http.get(url + "/.well-known/health") as resp:
+                assert resp.status == 200
+    assert DEFAULT_VERSION.count(".") == 2
+
+
+async def test_a_restart_keeps_state_and_moves_the_url() -> None:
+    """Models, scores and a running download survive; sockets close; the old port is dead."""
+    target_name = LOCAL_NOT_DOWNLOADED
+    async with PiecesOSEmulator() as emulator, aiohttp.ClientSession() as http:
+        target = model_id(emulator, target_name)
+        old_url, old_port = emulator.url, emulator.port
+        with anyio.fail_after(LIMIT):
+            created = msgspec.json.decode(
+                await post(http, old_url + "/models/create", msgspec.to_builtins(seeded()))
+            )["id"]
+            body = {"model": {"reuse": True}}
+            await post(http, f"{old_url}/model/{created}/scores/increment", body, 204)
+            emulator.hold_downloads(at_percentage=30)
+            async with (
+                http.ws_connect(old_url + IDENTIFIERS) as ids,
+                http.ws_connect(f"{old_url}/model/{target}/download/progress") as progress,
+            ):
+                await post(http, f"{old_url}/model/{target}/download")
+                while (await progress.receive_json()).get("percentage") != 30:
+                    pass
+                new_port = free_port()
+                new_url = await emulator.restart(port=new_port)
+                for ws in [ids, progress]:  # every socket was closed by the restart
+                    while (await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+                        pass
+            assert new_url == emulator.url == f"http://127.0.0.1:{new_port}" != old_url
+            assert emulator.port == new_port != old_port
+            with pytest.raises(aiohttp.ClientConnectionError):
+                async with http.get(old_url + "/models"):
+                    pass
+            async with http.get(new_url + "/models") as resp:
+                ids_now = [m["id"] for m in msgspec.json.decode(await resp.read())["iterable"]]
+            assert ids_now == list(emulator.models) and created in ids_now
+            assert emulator.models[created]["score"]["reuse"] == 1
+            assert emulator.running_downloads() == [target]  # the download went on
+            async with http.ws_connect(f"{new_url}/model/{target}/download/progress") as ws:
+                assert await ws.receive_json() == {"status": "IN-PROGRESS", "percentage": 30}
+                emulator.release_downloads()
+                while (await ws.receive_json())["status"] != "COMPLETED":
+                    pass
+            assert emulator.model(target).downloaded
+            await emulator.restart()  # the same port again
+            assert emulator.url == new_url
+            async with http.get(new_url + "/models") as resp:
+                assert resp.status == 200
+
+
+async def test_start_in_range_takes_the_first_free_port_and_restarts_within_it() -> None:
+    """Two emulators in PiecesOS's ports, as discovery sees them; one moves to another."""
+    with anyio.fail_after(LIMIT):
+        async with PiecesOSEmulator() as placeholder:  # a busy port
+            first, second = PiecesOSEmulator(), PiecesOSEmulator()
+            try:
+                await first.start_in_range(PIECES_OS_PORTS)
+                await second.start_in_range(PIECES_OS_PORTS)
+                assert first.port in PIECES_OS_PORTS and second.port in PIECES_OS_PORTS
+                assert first.port is not None and second.port is not None
+                assert first.port < second.port
+                old = first.port
+                await first.restart([p for p in PIECES_OS_PORTS if p != old])
+                assert first.port in PIECES_OS_PORTS and first.port not in {old, second.port}
+                assert first.url == f"http://127.0.0.1:{first.port}"
+                busy = [placeholder.port or 0, second.port]
+                with pytest.raises(OSError, match="no free port"):
+                    await first.restart(busy)  # nowhere to go: it is not serving any more
+                assert first.port is None
+                with pytest.raises(RuntimeError, match="not serving"):
+                    await first.restart()
+                await first.start()  # nothing was left half started
+                with pytest.raises(RuntimeError, match="already serving"):
+                    await first.start()
+            finally:
+                await first.stop()
+                await second.stop()

@@ -324,7 +324,8 @@ class PiecesOSEmulator:
         `port` is where to serve again: a port, several (the first free one), or `None`
         for the same port. Clients lose their connections, WebSockets included, and the
         old port answers nothing more; running downloads go on and a progress socket
-        opened again first gets their latest event.
+        opened again first gets their latest event. If no port is free it raises
+        `OSError` and is left stopped (`start()` serves it again).
         """
         if self._runner is None:
             raise RuntimeError("the emulator is not serving")
