@@ -12,6 +12,7 @@ from ._enums import (
     OpenEnum,
 )
 from ._exceptions import (
+    ModelLookupError,
     ModelNotFoundError,
     PiecesAPIError,
     PiecesClientStateError,
@@ -38,6 +39,10 @@ from ._types import (
     ReferencedModel,
     Score,
     SeededModel,
+    SeededScore,
+    SeededScoreIncrement,
+    StreamedIdentifier,
+    StreamedIdentifiers,
     WireType,
 )
 from ._version import __version__
@@ -59,6 +64,7 @@ __all__ = [
     "ModelDownloadProgress",
     "ModelDownloadProgressStatusEnum",
     "ModelFoundationEnum",
+    "ModelLookupError",
     "ModelMaxTokens",
     "ModelNotFoundError",
     "ModelTypeEnum",
@@ -77,6 +83,10 @@ __all__ = [
     "Retry",
     "Score",
     "SeededModel",
+    "SeededScore",
+    "SeededScoreIncrement",
+    "StreamedIdentifier",
+    "StreamedIdentifiers",
     "Timeout",
     "WireType",
     "__version__",

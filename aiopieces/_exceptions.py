@@ -7,12 +7,14 @@ PiecesError
 │   └── ModelNotFoundError     410 or 404: no model with that id
 ├── PiecesDecodeError          a 2xx body or WebSocket frame is not the expected type
 ├── PiecesStreamError          a download ended unseen: its stream cannot say how
+├── ModelLookupError           no model, or several, by that name (also a LookupError)
 └── PiecesClientStateError     the client is not open (use `async with`) or is closed
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ModelLookupError",
     "ModelNotFoundError",
     "PiecesAPIError",
     "PiecesClientStateError",
@@ -97,6 +99,22 @@ class PiecesDecodeError(PiecesError):
 
 class PiecesStreamError(PiecesError):
     """A download ended while its progress socket was down, and not by completing."""
+
+
+class ModelLookupError(PiecesError, LookupError):
+    """No model has that id or name, or the name fits several (`matches` lists their ids)."""
+
+    def __init__(self, name_or_id: str, matches: list[str]) -> None:
+        self.name_or_id = name_or_id
+        #: The ids of the models the name fits, when it fits more than one.
+        self.matches = matches
+        if matches:
+            message = (
+                f"{name_or_id!r} names {len(matches)} models: use an id ({', '.join(matches)})"
+            )
+        else:
+            message = f"no model has the id or name {name_or_id!r}"
+        super().__init__(message)
 
 
 class PiecesClientStateError(PiecesError):

@@ -46,6 +46,10 @@ __all__ = [
     "ReferencedModel",
     "Score",
     "SeededModel",
+    "SeededScore",
+    "SeededScoreIncrement",
+    "StreamedIdentifier",
+    "StreamedIdentifiers",
     "WireType",
 ]
 
@@ -271,6 +275,26 @@ class Models(WireType):
     score: Score | None = None
     schema: EmbeddedModelSchema | None = None
 
+    def find(self, name_or_id: str) -> Model:
+        """The model with this id, else this exact name, else this name in any case.
+
+        Raises `ModelLookupError` when none matches or a name matches several models.
+        """
+        from ._exceptions import ModelLookupError
+
+        for model in self.iterable:
+            if model.id == name_or_id:
+                return model
+        for matches in (
+            [m for m in self.iterable if m.name == name_or_id],
+            [m for m in self.iterable if m.name.casefold() == name_or_id.casefold()],
+        ):
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                raise ModelLookupError(name_or_id, [m.id for m in matches])
+        raise ModelLookupError(name_or_id, [])
+
 
 class ModelDownloadProgress(WireType):
     """One progress event of a model download, as the progress WebSocket sends it.
@@ -305,6 +329,60 @@ class ModelDeleteCacheOutput(WireType):
     """
 
     model: ReferencedModel
+    schema: EmbeddedModelSchema | None = None
+
+
+class SeededScore(WireType):
+    """Which activity points to add to an object: each field set to `True` adds one."""
+
+    priority: bool | None = None
+    reference: bool | None = None
+    reuse: bool | None = None
+    searched: bool | None = None
+    update: bool | None = None
+    schema: EmbeddedModelSchema | None = None
+
+
+class SeededScoreIncrement(WireType):
+    """The body of `POST /model/{model}/scores/increment`: points to add to a model.
+
+    PiecesOS shares this type across its whole API (assets, conversations, ...); only
+    `model` concerns models. Any other key goes in `other`, as JSON, and is sent as given
+    beside `model` and `schema`, so nothing a caller puts there is lost.
+    """
+
+    model: SeededScore | None = None
+    schema: EmbeddedModelSchema | None = None
+    #: The body's other keys (`asset`, `conversation`, ...), sent unchanged.
+    other: dict[str, Any] = {}
+
+    def to_json_object(self) -> dict[str, Any]:
+        """The JSON object sent: `other`'s keys beside the typed ones."""
+        body: dict[str, Any] = msgspec.to_builtins(self)
+        return {**body.pop("other", {}), **body}
+
+
+class StreamedIdentifier(WireType):
+    """One change in the identifier stream: the model it concerns, and whether it is gone.
+
+    The stream is shared across PiecesOS: an item about something else (an asset, a
+    conversation) has no `model`, and aiopieces passes it on without reading it further.
+    Absent fields: none is required; no `deleted` means the object exists.
+    """
+
+    model: ReferencedModel | None = None
+    deleted: bool | None = None
+    updated: GroupedTimestamp | None = None
+    schema: EmbeddedModelSchema | None = None
+
+
+class StreamedIdentifiers(WireType):
+    """A batch of changes, as the `/models/stream/identifiers` WebSocket sends it.
+
+    Absent fields: no `iterable` is an empty batch.
+    """
+
+    iterable: list[StreamedIdentifier] = []
     schema: EmbeddedModelSchema | None = None
 
 
