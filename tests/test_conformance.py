@@ -25,8 +25,10 @@ import msgspec
 import pytest
 from pieces_os_client.api.model_api import ModelApi
 from pieces_os_client.api.models_api import ModelsApi
+from pieces_os_client.api.well_known_api import WellKnownApi
 from pieces_os_client.api_client import ApiClient
 from pieces_os_client.configuration import Configuration
+from pieces_os_client.exceptions import BadRequestException, ServiceException
 from pieces_os_client.models.model import Model as OfficialModel
 from pieces_os_client.models.model_delete_cache_input import (
     ModelDeleteCacheInput as OfficialCacheInput,
@@ -38,7 +40,15 @@ from pieces_os_client.models.model_download_progress import (
     ModelDownloadProgress as OfficialProgress,
 )
 from pieces_os_client.models.models import Models as OfficialModels
+from pieces_os_client.models.score import Score as OfficialScore
 from pieces_os_client.models.seeded_model import SeededModel as OfficialSeededModel
+from pieces_os_client.models.seeded_score import SeededScore as OfficialSeededScore
+from pieces_os_client.models.seeded_score_increment import (
+    SeededScoreIncrement as OfficialScoreIncrement,
+)
+from pieces_os_client.models.streamed_identifiers import (
+    StreamedIdentifiers as OfficialIdentifiers,
+)
 from pydantic import ValidationError
 
 from aiopieces import (
@@ -380,3 +390,148 @@ async def test_every_body_our_client_sends_validates(
             continue
         # Nothing was lost or renamed on the way: the official model reads what we meant.
         assert comparable(official_parse(body.decode())) == comparable(ours)
+
+
+# -- issue 10: score increments, the identifier socket, health and version ----------------
+
+
+async def in_thread(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a call of the official synchronous SDK in a worker thread."""
+    return await anyio.to_thread.run_sync(lambda: call(*args, **kwargs))
+
+
+async def test_the_official_sdk_increments_a_score(
+    pieces_emulator: PiecesOSEmulator, shape: Shape
+) -> None:
+    """`ModelApi.model_scores_increment` over HTTP: 204, counted in the model's `score`,
+    which the official SDK then reads back as a valid `Score` (a cloud model, which has
+    every key the schema requires in both shapes)."""
+    cloud = model_id(pieces_emulator, CLOUD)
+    api_client = ApiClient(Configuration(host=pieces_emulator.url))
+    model_api = ModelApi(api_client)
+    increments = [
+        OfficialScoreIncrement(model=OfficialSeededScore(reuse=True)),
+        OfficialScoreIncrement(
+            model=OfficialSeededScore(reuse=True, reference=True),
+            asset=OfficialSeededScore(searched=True),  # not a model's: ignored
+        ),
+        OfficialScoreIncrement(model=OfficialSeededScore(update=False)),  # nothing true
+    ]
+    try:
+        with anyio.fail_after(10):
+            for increment in increments:
+                assert await in_thread(model_api.model_scores_increment, cloud, increment) is None
+            assert await in_thread(model_api.model_scores_increment, cloud) is None  # no body
+            scored = await in_thread(model_api.models_specific_model_snapshot, cloud)
+            with pytest.raises(ServiceException) as caught:
+                await in_thread(model_api.model_scores_increment, "nope", increments[0])
+    finally:
+        api_client.rest_client.pool_manager.clear()
+    assert scored.score == OfficialScore(manual=0, automatic=0, reuse=2, reference=1)
+    assert caught.value.status == 500 and "nope" in str(caught.value.body)
+    # What the official SDK sent is what the schema describes, and the emulator read it.
+    sent = [body for path, body in pieces_emulator.request_bodies if path.endswith("/increment")]
+    assert [OfficialScoreIncrement.from_json(body.decode()) for body in sent[:3]] == increments
+    ours = msgspec.json.Decoder(Model).decode(msgspec.json.encode(pieces_emulator.models[cloud]))
+    assert comparable(ours.score) == comparable(scored.score)
+
+
+async def test_every_identifier_frame_validates(
+    pieces_emulator: PiecesOSEmulator, shape: Shape
+) -> None:
+    """The identifier socket, read with a raw WebSocket (the official SDK generates it as a
+    plain GET), each frame judged by the official `StreamedIdentifiers`."""
+    url = pieces_emulator.url
+    target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
+    frames: list[OfficialIdentifiers] = []
+    with anyio.fail_after(10):
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(url + "/models/stream/identifiers") as ws,
+        ):
+
+            async def frame() -> OfficialIdentifiers:
+                msg = await ws.receive()
+                assert msg.type == aiohttp.WSMsgType.TEXT, msg
+                parsed = OfficialIdentifiers.from_json(msg.data)
+                assert parsed is not None
+                frames.append(parsed)
+                return parsed
+
+            first = await frame()
+            assert [item.model.id for item in first.iterable if item.model] == list(
+                pieces_emulator.models
+            )
+            body = msgspec.json.encode(seeded(name="streamed"))
+            async with http.post(url + "/models/create", data=body) as resp:
+                created = (await resp.json())["id"]
+            increment = b'{"model": {"searched": true}}'
+            async with http.post(f"{url}/model/{target}/scores/increment", data=increment):
+                pass
+            async with http.post(f"{url}/model/{target}/load"):
+                pass
+            async with http.post(f"{url}/models/unload"):
+                pass
+            async with http.post(f"{url}/models/{created}/delete"):
+                pass
+            changes = [await frame() for _ in range(5)]
+    ids = [[(item.model.id, item.deleted) for item in f.iterable if item.model] for f in changes]
+    assert ids[:3] == [[(created, None)], [(target, None)], [(target, None)]]
+    assert (target, None) in ids[3] and ids[4] == [(created, True)]
+    for parsed in frames:  # a model's identifier, and nothing else
+        for item in parsed.iterable:
+            assert item.model is not None
+            assert set(item.to_dict()) <= {"model", "deleted"}
+
+
+async def test_the_official_sdk_cannot_stream_identifiers(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    """`models_stream_identifiers` is a plain GET in the official SDK: a one-line 400."""
+    api_client = ApiClient(Configuration(host=pieces_emulator.url))
+    try:
+        with anyio.fail_after(10), pytest.raises(BadRequestException) as caught:
+            await in_thread(ModelsApi(api_client).models_stream_identifiers)
+    finally:
+        api_client.rest_client.pool_manager.clear()
+    assert caught.value.status == 400
+    assert "WebSocket" in str(caught.value.body) and "\n" not in str(caught.value.body)
+    assert pieces_emulator.identifier_subscriber_count() == 0
+
+
+async def test_the_official_sdk_reads_health_and_version(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    pieces_emulator.version = "10.9.8"
+    api_client = ApiClient(Configuration(host=pieces_emulator.url))
+    well_known = WellKnownApi(api_client)
+    try:
+        with anyio.fail_after(10):
+            health = await in_thread(well_known.get_well_known_health)
+            version = await in_thread(well_known.get_well_known_version)
+    finally:
+        api_client.rest_client.pool_manager.clear()
+    assert health.startswith("ok") and version == "10.9.8"
+
+
+async def test_the_score_increment_our_client_sends_validates(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    """Whatever body `increment_model_score` sends by default, the official model reads it
+    and the emulator counts what it asks."""
+    increment_model_score = getattr(pieces_client, "increment_model_score", None)
+    if increment_model_score is None:  # pragma: no cover - until the client has it
+        pytest.skip("the client has no increment_model_score yet")
+    target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
+    with anyio.fail_after(10):
+        await increment_model_score(target)
+    sent = [body for path, body in pieces_emulator.request_bodies if path.endswith("/increment")]
+    assert len(sent) <= 1
+    asked = OfficialScoreIncrement.from_json(sent[0].decode()) if sent and sent[0] else None
+    counted = pieces_emulator.models[target].get("score", {})
+    expected = {
+        key: 1
+        for key in ["priority", "reference", "reuse", "searched", "update"]
+        if asked is not None and asked.model is not None and getattr(asked.model, key)
+    }
+    assert {key: counted[key] for key in expected} == expected

@@ -561,6 +561,9 @@ class PiecesOSEmulator:
         self, request: web.Request, subscriber: _Subscriber, subscribers: set[_Subscriber]
     ) -> web.StreamResponse:
         """Subscribe, shake hands, send queued frames until the client goes, unsubscribe."""
+        if not subscriber.ws.can_prepare(request).ok:
+            # A plain GET (as the official SDK sends): one line, not aiohttp's two.
+            raise _HTTPError(400, f"{request.path} is a WebSocket: send an Upgrade request.")
         self._subscription(subscribers, subscriber, add=True)
         try:
             await subscriber.ws.prepare(request)
