@@ -239,7 +239,8 @@ async def test_the_standalone_emulator_takes_a_shape() -> None:
     for shape in ["schema", "pieces"]:
         port = free_port()
         command = [sys.executable, "-m", "aiopieces.testing", "--port", str(port)]
-        async with await anyio.open_process([*command, "--shape", shape]) as process:
+        command += ["--shape", shape, "--version-text", f"9.9.9-{shape}"]
+        async with await anyio.open_process(command) as process:
             try:
                 assert process.stdout is not None
                 with anyio.fail_after(LIMIT):
@@ -248,6 +249,11 @@ async def test_the_standalone_emulator_takes_a_shape() -> None:
                 async with AsyncPiecesClient(f"http://127.0.0.1:{port}") as client:
                     models = (await client.list_models()).iterable
                 assert any(m.cloud for m in models)
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(f"http://127.0.0.1:{port}/.well-known/version") as resp,
+                ):
+                    assert await resp.text() == f"9.9.9-{shape}"
             finally:
                 process.terminate()
                 await process.wait()
@@ -457,6 +463,23 @@ async def test_score_increment_errors_are_text(pieces_emulator: PiecesOSEmulator
                 assert resp.status == 500 and resp.content_type == "text/plain"
                 assert "nope" in await resp.text()
     assert "score" not in pieces_emulator.models[target]
+
+
+async def test_a_plain_get_on_a_websocket_endpoint_is_a_one_line_400(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    with anyio.fail_after(LIMIT):
+        async with aiohttp.ClientSession() as http:
+            for path in [IDENTIFIERS, f"/model/{target}/download/progress"]:
+                async with http.get(pieces_emulator.url + path) as resp:
+                    text = await resp.text()
+                    assert resp.status == 400 and resp.content_type == "text/plain"
+                    assert "WebSocket" in text and "\n" not in text
+            async with http.get(pieces_emulator.url + "/model/nope/download/progress") as resp:
+                assert resp.status == 410  # an unknown model first
+    assert pieces_emulator.identifier_subscriber_count() == 0
+    assert pieces_emulator.subscriber_count(target) == 0
 
 
 async def test_version_and_health_are_text(pieces_emulator: PiecesOSEmulator) -> None:
