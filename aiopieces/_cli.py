@@ -1,6 +1,12 @@
 """The `aiopieces` command: every endpoint from the shell, plus `demo` and `emulator`.
 
-Tables and progress bars come from rich (the `cli` extra); `--json` needs nothing extra.
+Output is for people: tables fit the terminal (80 columns is enough), and piped output
+is plain aligned text, one model a line. `--json` prints JSON instead and needs nothing
+extra; tables and progress bars come from rich (the `cli` extra). `--url`, `--json` and
+`--timeout` go before or after the command.
+
+Adding a command: write `async def cmd_name(client, args)` and register it in `_parser()`
+with `command("name", cmd_name, "what it does")`; every command runs through `_run`.
 """
 
 from __future__ import annotations
@@ -9,32 +15,46 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import difflib
+import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import msgspec
 
 from ._client import AsyncPiecesClient
-from ._config import Timeout, discover_pieces_os
-from ._enums import ModelTypeEnum, ModelUsageEnum
-from ._exceptions import PiecesAPIError, PiecesError
+from ._config import DISCOVERY_PORTS, URL_ENV_VAR, Timeout, discover_pieces_os
+from ._enums import ModelDownloadProgressStatusEnum, ModelTypeEnum, ModelUsageEnum, OpenEnum
+from ._exceptions import PiecesAPIError, PiecesConnectionError, PiecesError
 from ._types import GroupedTimestamp, Model, ModelDownloadProgress, SeededModel
+from ._version import __version__
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 __all__ = ["main"]
 
 T = TypeVar("T")
+E = TypeVar("E", bound=OpenEnum)
 
-_SEEDED = msgspec.json.Decoder(SeededModel)
 _MODEL = msgspec.json.Decoder(Model)
+_SEEDED = msgspec.json.Decoder(SeededModel)
+_Status = ModelDownloadProgressStatusEnum
+
+#: The options every client command takes, before or after the command.
+GLOBAL_OPTIONS = ("url", "json", "timeout")
+#: Shortened ids in tables are at least this long (a unique prefix names a model).
+SHORT_ID = 8
 
 
 class CLIError(Exception):
     """An expected failure: printed as one line, exit status 1."""
+
+
+# -- output --------------------------------------------------------------------------
 
 
 def _console() -> Console:
@@ -46,53 +66,115 @@ def _console() -> Console:
     return Console()
 
 
-async def _read_json(path: str, decoder: msgspec.json.Decoder[T]) -> T:
-    """Decode a JSON file, without blocking the event loop while reading it."""
-    try:
-        return decoder.decode(await anyio.Path(path).read_bytes())
-    except msgspec.DecodeError as exc:
-        what = getattr(decoder.type, "__name__", "valid document")
-        raise CLIError(f"{path} is not a {what}: {exc}") from None
-
-
 def _emit_json(obj: Any) -> None:
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(obj)).decode() + "\n")
 
 
-def _is_llm(model: Model) -> bool:
-    """Whether PiecesOS treats `model` as an LLM (chat or generation)."""
-    return model.usage in (ModelUsageEnum.CODE_CONVERSATION, ModelUsageEnum.CODE_GENERATION)
+def _say(args: argparse.Namespace, text: str, obj: Any) -> None:
+    """One line saying what happened; with --json, `obj` as JSON instead."""
+    if args.json:
+        _emit_json(obj)
+    else:
+        print(text)
 
 
-def _smallness(model: Model) -> tuple[float, float]:
-    """Sort key: size in bytes when known, else parameters (unknown sorts last)."""
-    inf = float("inf")
-    return (model.bytes.value if model.bytes else inf, model.parameters or inf)
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def _plain_columns(rows: Sequence[Sequence[str]]) -> None:
+    """Aligned columns without borders, one row a line: for output that is piped."""
+    from rich.cells import cell_len
+
+    widths = [max(cell_len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (
+            cell + " " * (width - cell_len(cell)) for cell, width in zip(row, widths, strict=True)
+        )
+        sys.stdout.write("  ".join(cells).rstrip() + "\n")
+
+
+def _short_ids(ids: Iterable[str]) -> dict[str, str]:
+    """Each id's shortest prefix (at least `SHORT_ID` long) that no other id starts with."""
+    unique = set(ids)
+    length = SHORT_ID
+    while len({i[:length] for i in unique}) < len(unique):
+        length += 1
+    return {i: i[:length] for i in unique}
 
 
 def _size(model: Model) -> str:
-    return model.bytes.readable if model.bytes else "-"
+    if model.bytes is None:
+        return "-"
+    return model.bytes.readable or _readable_bytes(model.bytes.value)
 
 
-def _yes(flag: bool | None) -> str:
-    return "yes" if flag else "no"
+def _readable_bytes(value: float) -> str:
+    """A size as PiecesOS writes `readable`: binary multiples, named GB and MB."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def _state(model: Model) -> str:
+    if model.loaded:
+        return "loaded"
+    if model.downloading:
+        return "downloading"
+    if model.downloaded:
+        return "downloaded"
+    return "-"
 
 
 def print_models(models: list[Model], as_json: bool) -> None:
-    """Print models as a table (or JSON)."""
+    """Print models as a table that fits the terminal (plain columns when piped), or JSON."""
     if as_json:
         _emit_json(models)
         return
     console = _console()
+    ids = _short_ids(m.id for m in models)
+    rows = [
+        (m.name or "-", ids[m.id], "cloud" if m.cloud else "local", _state(m), _size(m))
+        for m in models
+    ]
+    headers = ("name", "id", "where", "state", "size")
+    if not console.is_terminal:
+        _plain_columns([tuple(h.upper() for h in headers), *rows])
+        return
     from rich.table import Table
 
-    table = Table(title=f"{len(models)} models")
-    for column in ("name", "id", "where", "downloaded", "loaded", "size"):
-        table.add_column(column, no_wrap=column in ("name", "id"))
-    for m in models:
-        where = "cloud" if m.cloud else "local"
-        table.add_row(m.name, m.id, where, _yes(m.downloaded), _yes(m.loaded), _size(m))
+    table = Table(
+        title=f"{len(models)} models",
+        caption="ids shortened: any unique prefix names a model",
+    )
+    # Only the name wraps; the rest is short enough to fit 80 columns beside it.
+    table.add_column("name", overflow="fold", min_width=10)
+    for header in headers[1:]:
+        table.add_column(header, no_wrap=True, justify="right" if header == "size" else "left")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
+
+
+def _field_text(value: Any) -> str:
+    """A model field as text: a timestamp or size as people read it, else compact JSON."""
+    if isinstance(value, str):
+        return value
+    if (
+        isinstance(value, dict)
+        and "value" in value
+        and set(value)
+        <= {
+            "value",
+            "readable",
+            "schema",
+        }
+    ):
+        readable = value.get("readable")
+        return f"{value['value']} ({readable})" if readable else str(value["value"])
+    return msgspec.json.encode(value).decode()
 
 
 def print_model(model: Model, as_json: bool) -> None:
@@ -101,16 +183,26 @@ def print_model(model: Model, as_json: bool) -> None:
         _emit_json(model)
         return
     console = _console()
+    rows = [(key, _field_text(value)) for key, value in msgspec.to_builtins(model).items()]
+    if not console.is_terminal:
+        _plain_columns(rows)
+        return
+    from rich import box
     from rich.table import Table
 
-    table = Table(show_header=False, title=model.name)
-    for key, value in msgspec.to_builtins(model).items():
-        table.add_row(key, value if isinstance(value, str) else msgspec.json.encode(value).decode())
+    table = Table(show_header=False, title=model.name or model.id, box=box.ROUNDED)
+    table.add_column("field", no_wrap=True, style="bold")
+    table.add_column("value", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
+# -- models by name ----------------------------------------------------------------------
+
+
 async def resolve_model(client: AsyncPiecesClient, name: str) -> Model:
-    """Find a model by id, unique name or display name, where that is unambiguous."""
+    """Find a model by id, unique name, display name or unique id prefix."""
     models = (await client.list_models()).iterable
     for field in ("id", "unique", "name"):
         matches = [m for m in models if getattr(m, field) == name]
@@ -122,13 +214,66 @@ async def resolve_model(client: AsyncPiecesClient, name: str) -> Model:
     lowered = [m for m in models if m.name.lower() == name.lower()]
     if len(lowered) == 1:
         return lowered[0]
+    prefixed = [m for m in models if len(name) >= 4 and m.id.startswith(name)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if len(prefixed) > 1:
+        raise CLIError(f"{len(prefixed)} model ids start with {name!r}; give more of the id")
     raise CLIError(f"no model is named {name!r}; `aiopieces models` lists them")
+
+
+def _named(model: Model) -> str:
+    return f"{model.name} ({model.id})" if model.name else model.id
+
+
+# -- downloads ---------------------------------------------------------------------------
+
+_STATUS_TEXT = {
+    _Status.INITIALIZED: "starting",
+    _Status.IN_PROGRESS: "downloading",
+    _Status.COMPLETED: "done",
+    _Status.FAILED: "failed",
+    _Status.CANCELED: "canceled",
+}
+
+
+def _progress_bar(console: Console, size: int | None) -> Progress:
+    """A one-line bar fitting the console: size, speed and time left when the size is known."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.table import Column
+
+    name = Column(no_wrap=True, overflow="ellipsis", max_width=24)
+    status = Column(no_wrap=True, min_width=11)
+    columns: list[ProgressColumn | str] = [
+        TextColumn("{task.description}", table_column=name),
+        TextColumn("{task.fields[status]}", table_column=status),
+        BarColumn(bar_width=None),
+        TaskProgressColumn(),
+    ]
+    if size is not None:
+        columns += [DownloadColumn(binary_units=True), TransferSpeedColumn()]
+    columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=console)
 
 
 async def show_download(
     client: AsyncPiecesClient, model: Model, as_json: bool
 ) -> ModelDownloadProgress | None:
-    """Download a model with a live progress bar; Ctrl-C cancels it in PiecesOS."""
+    """Download a model with a live progress bar; Ctrl-C cancels it in PiecesOS.
+
+    The bar appears with the download's first event: `UNKNOWN` (no download yet) draws
+    nothing, so a refused download leaves no empty bar behind. It never moves back when
+    a download fails or is canceled.
+    """
     last: ModelDownloadProgress | None = None
     if as_json:
         async for event in client.download(model.id, cancel_on_exit=True):
@@ -138,37 +283,39 @@ async def show_download(
             last = event
         return last
     console = _console()
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task(f"{model.name} [{_size(model)}]", total=100)
+    size = model.bytes.value if model.bytes and model.bytes.value > 0 else None
+    bar: Progress | None = None
+    task: TaskID | None = None
+    percentage = 0.0
+    try:
         async for event in client.download(model.id, cancel_on_exit=True):
-            bar.update(
-                task, completed=event.percentage or 0, description=f"{model.name}: {event.status}"
-            )
             last = event
+            if bar is None or task is None:
+                if event.status in (None, _Status.UNKNOWN):
+                    continue  # nothing is downloading yet: no bar
+                bar = _progress_bar(console, size)
+                bar.start()
+                task = bar.add_task(model.name or model.id, total=size or 100, status="")
+            if event.percentage is not None and (
+                event.status not in (_Status.FAILED, _Status.CANCELED)
+                or event.percentage > percentage
+            ):
+                percentage = float(event.percentage)
+            status = event.status
+            bar.update(
+                task,
+                completed=percentage / 100 * size if size else percentage,
+                status=_STATUS_TEXT.get(status, str(status)) if status else "",
+            )
+    finally:
+        if bar is not None:
+            bar.stop()
     return last
 
 
-async def _seeded_from_args(args: argparse.Namespace) -> SeededModel:
-    if args.file:
-        return await _read_json(args.file, _SEEDED)
-    if not args.name:
-        raise CLIError("create needs --file or --name")
-    return SeededModel(
-        name=args.name,
-        version=args.version,
-        cloud=args.cloud,
-        created=GroupedTimestamp(value=dt.datetime.now(dt.UTC)),
-        type=ModelTypeEnum(args.type),
-        usage=ModelUsageEnum(args.usage),
-        description=args.description,
-        unique=args.unique,
-    )
+# -- the subcommands ---------------------------------------------------------------------
 
-
-# -- the subcommands ---------------------------------------------------------------
+Command = Callable[[AsyncPiecesClient, argparse.Namespace], Awaitable[None]]
 
 
 async def cmd_models(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
@@ -184,54 +331,147 @@ async def cmd_show(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
 async def cmd_download(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces download MODEL`: download with a live progress bar."""
     model = await resolve_model(client, args.model)
+    if model.cloud:
+        raise CLIError(f"{model.name} is a cloud model: it runs remotely, nothing to download")
+    if model.downloaded and not model.downloading and not args.json:
+        print(f"{_named(model)} is already downloaded")
+        return
     last = await show_download(client, model, args.json)
-    if last is None or last.status != "COMPLETED":
-        raise CLIError(f"the download of {model.name} ended {last.status if last else 'early'}")
+    if last is None or last.status != _Status.COMPLETED:
+        how = f"{last.status}" if last and last.status else "without completing"
+        at = f" at {last.percentage}%" if last and last.percentage is not None else ""
+        raise CLIError(f"the download of {model.name} ended {how}{at}")
+    if not args.json:
+        print(f"downloaded {_named(model)}")
 
 
-def _model_action(
-    call: Callable[[AsyncPiecesClient, str], Awaitable[Model]],
-) -> Callable[[AsyncPiecesClient, argparse.Namespace], Awaitable[None]]:
-    async def run(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
-        """Resolve the model named on the command line, then act on it."""
-        model = await resolve_model(client, args.model)
-        print_model(await call(client, model.id), args.json)
+async def cmd_cancel(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces cancel MODEL`: cancel a download in progress."""
+    model = await resolve_model(client, args.model)
+    after = await client.cancel_download(model.id)
+    if model.downloading:
+        _say(args, f"canceled the download of {_named(after)}", after)
+    else:
+        _say(args, f"{_named(after)} was not downloading: nothing to cancel", after)
 
-    return run
+
+async def cmd_load(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces load MODEL`: load a downloaded model into memory."""
+    model = await resolve_model(client, args.model)
+    after = await client.load_model(model.id)
+    _say(args, f"loaded {_named(after)}", after)
+
+
+async def cmd_unload(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces unload MODEL`: unload a model from memory."""
+    model = await resolve_model(client, args.model)
+    after = await client.unload_model(model.id)
+    _say(args, f"unloaded {_named(after)}", after)
 
 
 async def cmd_unload_all(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces unload-all`: unload every model."""
     await client.unload_models()
-    print("all models unloaded")
+    _say(args, "unloaded every model", {"unloaded": "all"})
 
 
 async def cmd_create(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
-    """`aiopieces create`: a custom model from a JSON file or flags."""
-    print_model(await client.create_model(await _seeded_from_args(args)), args.json)
+    """`aiopieces create`: a custom model from a JSON file, flags, or both."""
+    created = await client.create_model(await _seeded_from_args(args))
+    _say(args, f"created {_named(created)}", created)
 
 
 async def cmd_update(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces update FILE`: update a custom model from its JSON."""
     model = await _read_json(args.file, _MODEL)
-    print_model(await client.update_model(model), args.json)
+    updated = await client.update_model(model)
+    _say(args, f"updated {_named(updated)}", updated)
 
 
 async def cmd_delete(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces delete MODEL`: delete a custom model."""
     model = await resolve_model(client, args.model)
     await client.delete_model(model.id)
-    print(f"deleted {model.name} ({model.id})")
+    _say(args, f"deleted {_named(model)}", model)
 
 
 async def cmd_delete_cache(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces delete-cache MODEL`: delete an LLM's downloaded data."""
     model = await resolve_model(client, args.model)
     out = await client.delete_model_cache(model.id)
-    if args.json:
-        _emit_json(out)
+    _say(args, f"deleted the cache of {_named(model)}", out)
+
+
+# -- create: a SeededModel from a file and flags -------------------------------------------
+
+
+async def _read_json(path: str, decoder: msgspec.json.Decoder[T]) -> T:
+    """Decode a JSON file, without blocking the event loop while reading it."""
+    try:
+        return decoder.decode(await anyio.Path(path).read_bytes())
+    except msgspec.DecodeError as exc:
+        what = getattr(decoder.type, "__name__", "valid document")
+        raise CLIError(f"{path} is not a {what}: {exc}") from None
+
+
+def _enum_flag(enum: type[E], flag: str) -> Callable[[str], str]:
+    """An argparse type: the enum's value in any case, an unknown one as given."""
+
+    def parse(text: str) -> str:
+        known = {e.value.upper(): e.value for e in enum}
+        return known.get(text.upper(), text)
+
+    return parse
+
+
+def _check_enum(value: OpenEnum, what: str) -> None:
+    """Warn, not refuse, when a value is one this release does not know.
+
+    PiecesOS adds values in most releases, so an unknown one may be meant; a typo gets a
+    suggestion.
+    """
+    if value.is_known:
+        return
+    known = [e.value for e in type(value) if e.value != "UNKNOWN"]
+    close = difflib.get_close_matches(str(value).upper(), known, n=1)
+    hint = f"did you mean {close[0]}?" if close else "known: " + ", ".join(known)
+    _warn(f"{what} {str(value)!r} is not one aiopieces knows ({hint}); sent as given")
+
+
+async def _seeded_from_args(args: argparse.Namespace) -> SeededModel:
+    """The model to create: the file's fields, with every flag given applied over them.
+
+    `created` defaults to now, in a file as with flags alone.
+    """
+    fields: dict[str, Any]
+    source = "the flags"
+    if args.file:
+        try:
+            raw = msgspec.json.decode(await anyio.Path(args.file).read_bytes())
+        except msgspec.DecodeError as exc:
+            raise CLIError(f"{args.file} is not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise CLIError(f"{args.file} is not a SeededModel: expected a JSON object")
+        fields, source = raw, args.file
+    elif args.name:
+        fields = {"version": "1.0.0", "cloud": False, "type": "BALANCED"}
+        fields["usage"] = ModelUsageEnum.CODE_CONVERSATION.value
     else:
-        print(f"deleted the cache of {model.name} ({out.model.id})")
+        raise CLIError("create needs --file FILE or --name NAME (or both)")
+    fields.setdefault(
+        "created", msgspec.to_builtins(GroupedTimestamp(value=dt.datetime.now(dt.UTC)))
+    )
+    for flag in ("name", "version", "cloud", "type", "usage", "description", "unique"):
+        value = getattr(args, flag)
+        if value is not None:
+            fields[flag] = value
+    try:
+        seed = _SEEDED.decode(msgspec.json.encode(fields))
+    except msgspec.DecodeError as exc:
+        raise CLIError(f"{source} do not make a SeededModel: {exc}") from None
+    _check_enum(seed.type, "type")
+    _check_enum(seed.usage, "usage")
+    return seed
 
 
 # -- demo and emulator -------------------------------------------------------------------
@@ -240,7 +480,7 @@ async def cmd_delete_cache(client: AsyncPiecesClient, args: argparse.Namespace) 
 @contextlib.asynccontextmanager
 async def _pieces_os_or_emulator(url: str | None) -> AsyncIterator[tuple[str, bool]]:
     """The PiecesOS to use, and whether it is an emulator started here."""
-    url = url or await discover_pieces_os()
+    url = url or os.environ.get(URL_ENV_VAR) or await discover_pieces_os()
     if url:
         yield url, False
         return
@@ -250,14 +490,25 @@ async def _pieces_os_or_emulator(url: str | None) -> AsyncIterator[tuple[str, bo
         yield emulator.url, True
 
 
-async def run_demo(url: str | None, write: bool, timeout: Timeout) -> None:
+def _is_llm(model: Model) -> bool:
+    """Whether PiecesOS treats `model` as an LLM (chat or generation)."""
+    return model.usage in (ModelUsageEnum.CODE_CONVERSATION, ModelUsageEnum.CODE_GENERATION)
+
+
+def _smallness(model: Model) -> tuple[float, float]:
+    """Sort key: size in bytes when known, else parameters (unknown sorts last)."""
+    inf = float("inf")
+    return (model.bytes.value if model.bytes else inf, model.parameters or inf)
+
+
+async def run_demo(args: argparse.Namespace) -> None:
     """Walk a model's lifecycle through the public API (read-only on a real PiecesOS)."""
     console = _console()
-    async with _pieces_os_or_emulator(url) as (base_url, emulated):
+    async with _pieces_os_or_emulator(args.url) as (base_url, emulated):
         where = "the bundled emulator (no PiecesOS answered)" if emulated else base_url
         console.rule(f"aiopieces demo against {where}")
-        write = write or emulated
-        async with AsyncPiecesClient(base_url, timeout=timeout) as client:
+        write = args.write or emulated
+        async with AsyncPiecesClient(base_url, timeout=_timeout(args)) as client:
             models = (await client.list_models()).iterable
             print_models(models, as_json=False)
             if not write:
@@ -287,9 +538,7 @@ async def run_demo(url: str | None, write: bool, timeout: Timeout) -> None:
                 description="created by the aiopieces demo",
             )
             custom = await client.create_model(seed)
-            console.print(
-                f"Created custom model {custom.name} ({custom.id}), custom={custom.custom}"
-            )
+            console.print(f"Created custom model {custom.name} ({custom.id})")
             try:
                 custom.description = "updated by the aiopieces demo"
                 updated = await client.update_model(custom)
@@ -302,73 +551,187 @@ async def run_demo(url: str | None, write: bool, timeout: Timeout) -> None:
         console.rule("demo complete")
 
 
-async def run_emulator(
-    host: str, port: int, interval: float, shape: Literal["pieces", "schema"] = "pieces"
-) -> None:
+async def run_emulator(args: argparse.Namespace) -> None:
     """Serve the emulator until interrupted."""
     from .testing import PiecesOSEmulator
 
-    emulator = PiecesOSEmulator(download_interval=interval, shape=shape)
-    url = await emulator.start(host, port)
-    print(f"PiecesOS emulator serving {len(emulator.models)} models on {url}", flush=True)
+    emulator = PiecesOSEmulator(download_interval=args.download_interval, shape=args.shape)
+    url = await emulator.start(args.host, args.port)
+    print(
+        f"PiecesOS emulator serving {len(emulator.models)} models on {url} ({args.shape} shape)",
+        flush=True,
+    )
     try:
         await asyncio.Event().wait()
     finally:
         await emulator.stop()
 
 
-# -- argument parsing ------------------------------------------------------------------
+# -- argument parsing ----------------------------------------------------------------------
 
-Command = Callable[[AsyncPiecesClient, argparse.Namespace], Awaitable[None]]
+Runner = Callable[[argparse.Namespace], Awaitable[None]]
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
+
+
+def _timeout(args: argparse.Namespace) -> Timeout:
+    return Timeout() if args.timeout is None else Timeout.coerce(args.timeout)
+
+
+def _with_client(command: Command) -> Runner:
+    """Run a client command: open a client as the global options say, then call it."""
+
+    async def run(args: argparse.Namespace) -> None:
+        async with AsyncPiecesClient(args.url, timeout=_timeout(args)) as client:
+            await command(client, args)
+
+    return run
+
+
+def _global_options(names: Sequence[str]) -> argparse.ArgumentParser:
+    """A parent parser with the global options `names`; the main parser and each command
+    share it, so an option works before or after the command."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("global options (before or after the command)")
+    # SUPPRESS: an option not given sets nothing, so a command's parser never overwrites
+    # what was given before the command.
+    if "url" in names:
+        group.add_argument(
+            "--url",
+            default=argparse.SUPPRESS,
+            help=f"the PiecesOS URL (default: ${URL_ENV_VAR}, else the first PiecesOS "
+            f"found on 127.0.0.1:{DISCOVERY_PORTS[0]}-{DISCOVERY_PORTS[-1]}, "
+            "else http://localhost:1000)",
+        )
+    if "json" in names:
+        group.add_argument(
+            "--json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print JSON instead of text (download: one event a line)",
+        )
+    if "timeout" in names:
+        group.add_argument(
+            "--timeout",
+            type=_seconds,
+            default=argparse.SUPPRESS,
+            metavar="SECONDS",
+            help="connect and read timeout (default: 5 s to connect, 120 s to read)",
+        )
+    return parent
+
+
+_EPILOG = """\
+examples:
+  aiopieces models                      the models, as a table
+  aiopieces download "Llama-2 7B Chat"  download with a progress bar (Ctrl-C cancels)
+  aiopieces show b2e7b513 --json        one model as JSON, named by an id prefix
+  aiopieces emulator                    a PiecesOS stand-in to try all of this on
+
+MODEL is a model's id, a unique prefix of it, its unique name or its display name.
+Exit status: 0 done, 1 failed (one line on stderr says why), 130 interrupted."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aiopieces", description="Manage PiecesOS models.")
-    parser.add_argument(
-        "--url", help="PiecesOS URL (default: PIECES_OS_URL, discovery, localhost:1000)"
+    every = _global_options(GLOBAL_OPTIONS)
+    parser = argparse.ArgumentParser(
+        prog="aiopieces",
+        description="Manage the models of PiecesOS from the shell.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[every],
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument(
-        "--timeout", type=float, default=None, help="connect and read timeout, seconds"
-    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
-        name: str, command: Command | None, help_text: str, model: bool = False
+        name: str, run: Runner, help_text: str, options: Sequence[str]
     ) -> argparse.ArgumentParser:
-        """Add a subcommand, with a MODEL argument when `model`."""
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if model:
-            p.add_argument("model", help="model id, unique name or display name")
-        p.set_defaults(handler=command)
+        parents = [every] if options == GLOBAL_OPTIONS else [_global_options(options)]
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text[0].upper() + help_text[1:] + ".",
+            parents=parents,
+        )
+        p.set_defaults(run=run, options=options)
         return p
 
-    add("models", cmd_models, "list the models: name, id, local or cloud, state, size")
-    add("show", cmd_show, "show one model", model=True)
-    add("download", cmd_download, "download a model with a live progress bar", model=True)
-    add("cancel", _model_action(lambda c, m: c.cancel_download(m)), "cancel a download", model=True)
-    add("load", _model_action(lambda c, m: c.load_model(m)), "load a model into memory", model=True)
-    add("unload", _model_action(lambda c, m: c.unload_model(m)), "unload a model", model=True)
-    add("unload-all", cmd_unload_all, "unload every model")
-    create = add("create", cmd_create, "create a custom model from a JSON file or flags")
-    create.add_argument("--file", help="a SeededModel as JSON")
-    create.add_argument("--name")
-    create.add_argument("--version", default="1.0.0")
-    create.add_argument("--cloud", action="store_true")
-    create.add_argument("--type", default="BALANCED", choices=[e.value for e in ModelTypeEnum])
-    create.add_argument("--usage", default="CODE_CONVERSATION")
-    create.add_argument("--description")
-    create.add_argument("--unique")
-    update = add("update", cmd_update, "update a custom model from a Model JSON file")
-    update.add_argument("file", help="the model as JSON (as `show --json` prints it)")
-    add("delete", cmd_delete, "delete a custom model", model=True)
-    add("delete-cache", cmd_delete_cache, "delete an LLM's downloaded data", model=True)
-    demo = add("demo", None, "walk a model lifecycle (against the emulator if no PiecesOS runs)")
-    demo.add_argument("--write", action="store_true", help="also change a real PiecesOS")
-    emulator = add("emulator", None, "serve the PiecesOS emulator until Ctrl-C")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=39300)
-    emulator.add_argument("--download-interval", type=float, default=0.2)
+    def command(
+        name: str, handler: Command, help_text: str, model: bool = False
+    ) -> argparse.ArgumentParser:
+        """Add a client command, with a MODEL argument when `model`."""
+        p = add(name, _with_client(handler), help_text, GLOBAL_OPTIONS)
+        if model:
+            p.add_argument("model", metavar="MODEL", help="id, id prefix, unique or display name")
+        return p
+
+    command("models", cmd_models, "list the models: name, id, local or cloud, state, size")
+    command("show", cmd_show, "show every field of one model", model=True)
+    command("download", cmd_download, "download a model with a progress bar", model=True)
+    command("cancel", cmd_cancel, "cancel a model's download", model=True)
+    command("load", cmd_load, "load a downloaded model into memory", model=True)
+    command("unload", cmd_unload, "unload a model from memory", model=True)
+    command("unload-all", cmd_unload_all, "unload every model")
+    create = command("create", cmd_create, "create a custom model from a JSON file or flags")
+    create.add_argument("--file", help="a SeededModel as JSON; flags given too replace its fields")
+    create.add_argument("--name", help="the model's name (needed without --file)")
+    create.add_argument("--version", help="its version (default: 1.0.0)")
+    create.add_argument(
+        "--cloud", action="store_true", default=None, help="a cloud model (default: local)"
+    )
+    types = ", ".join(e.value for e in ModelTypeEnum if e.value != "UNKNOWN")
+    create.add_argument(
+        "--type",
+        type=_enum_flag(ModelTypeEnum, "type"),
+        help=f"{types} (default: BALANCED)",
+    )
+    usages = ", ".join(e.value for e in ModelUsageEnum if e.value != "UNKNOWN")
+    create.add_argument(
+        "--usage",
+        type=_enum_flag(ModelUsageEnum, "usage"),
+        help=f"what it is for (default: CODE_CONVERSATION): {usages}. "
+        "A value aiopieces does not know is sent with a warning",
+    )
+    create.add_argument("--description", help="a description")
+    create.add_argument("--unique", help="a unique name to refer to it by")
+    update = command("update", cmd_update, "update a custom model from its JSON")
+    update.add_argument("file", metavar="FILE", help="the model's JSON, as `show --json` prints it")
+    command("delete", cmd_delete, "delete a custom model", model=True)
+    command("delete-cache", cmd_delete_cache, "delete an LLM's downloaded data", model=True)
+
+    demo = add(
+        "demo",
+        run_demo,
+        "walk a model's lifecycle (on the bundled emulator if no PiecesOS runs)",
+        ("url", "timeout"),
+    )
+    demo.add_argument(
+        "--write", action="store_true", help="also download and load on a real PiecesOS"
+    )
+    emulator = add("emulator", run_emulator, "serve the PiecesOS emulator until Ctrl-C", ())
+    emulator.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    emulator.add_argument(
+        "--port", type=int, default=39300, help="port to listen on (default: %(default)s)"
+    )
+    emulator.add_argument(
+        "--download-interval",
+        type=float,
+        default=0.2,
+        metavar="SECONDS",
+        help="pause between progress events of a download (default: %(default)s)",
+    )
     emulator.add_argument(
         "--shape",
         choices=["pieces", "schema"],
@@ -378,29 +741,57 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; global options may come before or after the command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for name in GLOBAL_OPTIONS:
+        if hasattr(args, name) and name not in args.options:
+            parser.error(f"`{args.command}` takes no --{name}")
+    args.url = getattr(args, "url", None)
+    args.json = getattr(args, "json", False)
+    args.timeout = getattr(args, "timeout", None)
+    return args
+
+
 async def _run(args: argparse.Namespace) -> None:
-    timeout = Timeout() if args.timeout is None else Timeout.coerce(args.timeout)
-    if args.command == "demo":
-        await run_demo(args.url, args.write, timeout)
-    elif args.command == "emulator":
-        await run_emulator(args.host, args.port, args.download_interval, args.shape)
-    else:
-        async with AsyncPiecesClient(args.url, timeout=timeout) as client:
-            await args.handler(client, args)
+    await args.run(args)
+
+
+def _error_line(exc: BaseException, args: argparse.Namespace) -> str:
+    """The one line an expected failure prints."""
+    if isinstance(exc, PiecesConnectionError):
+        where = "" if args.url or os.environ.get(URL_ENV_VAR) else " (none was set and none found)"
+        return (
+            f"cannot reach PiecesOS at {exc.url}: {exc.reason}. Is PiecesOS running? "
+            f"Set its URL with --url or {URL_ENV_VAR}{where}."
+        )
+    if isinstance(exc, PiecesAPIError):
+        detail = str(exc).partition(f" answered {exc.status}: ")[2] or str(exc)
+        if exc.body.lstrip().startswith("<"):  # a web page: not PiecesOS, most likely
+            return (
+                f"{exc.url} answered {exc.status}: {detail}. Is this PiecesOS? "
+                f"Set its URL with --url or {URL_ENV_VAR}."
+            )
+        return f"PiecesOS answered {exc.status}: {detail}"
+    return str(exc)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 success, 1 library error, 130 Ctrl-C)."""
-    args = _parser().parse_args(argv)
+    """Run the CLI; returns the exit status (0 success, 1 expected failure, 130 Ctrl-C)."""
+    args = parse_args(argv)
     try:
         asyncio.run(_run(args))
+        sys.stdout.flush()  # here, where a closed pipe can be caught
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except PiecesAPIError as exc:
-        print(f"error: PiecesOS answered {exc.status}: {exc.body.strip() or exc}", file=sys.stderr)
-        return 1
+    except BrokenPipeError:
+        # The reader left (`aiopieces models | head`): stop quietly, as `cat` would.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (PiecesError, CLIError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_error_line(exc, args)}", file=sys.stderr)
         return 1
     return 0
