@@ -145,19 +145,27 @@ class Op:
     break_after: int | None = None
     cancel_at_event: int | None = None
     cancel_on_exit: bool = False
-    #: Streams: `async for event in stream`, or `async with stream as events`.
+    #: Streams: the consumer closes the client itself after this many events.
+    close_at_event: int | None = None
+    #: Streams: `async for event in stream`, `async with stream as events`, or an
+    #: `async with` that reads nothing.
     form: str = "for"
+    #: Streams: iterate the same stream object once more when the first pass ends.
+    again: bool = False
+    #: Call through `client.with_options(retry=None)`, a view sharing the session.
+    view: bool = False
 
     def describe(self) -> str:
         extra = ""
         if self.kind in ("download", "download_progress"):
             extra = (
                 f", form={self.form}, break_after={self.break_after}, "
-                f"cancel_at_event={self.cancel_at_event}, cancel_on_exit={self.cancel_on_exit}"
+                f"cancel_at_event={self.cancel_at_event}, close_at_event={self.close_at_event}, "
+                f"cancel_on_exit={self.cancel_on_exit}, again={self.again}"
             )
         return (
             f"op{self.index} {self.kind}({self.model_id!r}) start={self.start:.3f} "
-            f"cancel_after={self.cancel_after}{extra}"
+            f"cancel_after={self.cancel_after}, view={self.view}{extra}"
         )
 
 
@@ -174,6 +182,8 @@ class Plan:
     max_connections: int = 100
     #: `Timeout.total`, set in some runs.
     total: float | None = None
+    #: Cancel each of the `close_at` closes this long after it starts, or never.
+    close_cancel_after: float | None = None
 
 
 def make_plan(rng: random.Random) -> Plan:
@@ -187,12 +197,15 @@ def make_plan(rng: random.Random) -> Plan:
             model_id=rng.choice([f"m{i}"] * 4 + [f"m/{i}", f"..{i}", f"ü {i}?#", f"%2F{i}"]),
             start=rng.choice([0.0, rng.uniform(0, 0.02)]),
             cancel_after=rng.choice([None, None, None, rng.uniform(0, 0.04)]),
+            view=rng.random() < 0.1,
         )
         if kind in ("download", "download_progress"):
             op.break_after = rng.choice([None, None, rng.randint(1, 5)])
             op.cancel_at_event = rng.choice([None, None, None, rng.randint(1, 5)])
             op.cancel_on_exit = kind == "download" and rng.random() < 0.5
-            op.form = rng.choice(["for", "with"])
+            op.close_at_event = rng.choice([None] * 9 + [rng.randint(1, 3)])
+            op.form = rng.choice(["for", "for", "with", "with", "enter_only"])
+            op.again = rng.random() < 0.1
         ops.append(op)
     return Plan(
         ops=ops,
@@ -200,6 +213,7 @@ def make_plan(rng: random.Random) -> Plan:
         close_at=rng.choice([[], [], [rng.uniform(0, 0.04)], [rng.uniform(0, 0.04)] * 2]),
         max_connections=rng.choice([100, 100, 1, 2]),
         total=rng.choice([None, None, None, TOTAL]),
+        close_cancel_after=rng.choice([None, None, None, rng.uniform(0, 0.01)]),
     )
 
 
@@ -299,7 +313,9 @@ class RunState:
         self.violations.append(Violation(self.seed, what, op, detail, key))
 
 
-async def consume(client: AsyncPiecesClient, op: Op, scope: anyio.CancelScope) -> int:
+async def consume(
+    state: RunState, client: AsyncPiecesClient, op: Op, scope: anyio.CancelScope
+) -> int:
     """Iterate a stream as `op` says; the number of events seen."""
     if op.kind == "download":
         stream = client.download(op.model_id, cancel_on_exit=op.cancel_on_exit)
@@ -307,27 +323,38 @@ async def consume(client: AsyncPiecesClient, op: Op, scope: anyio.CancelScope) -
         stream = client.download_progress(op.model_id)
     seen = 0
 
-    def after_event() -> bool:
+    async def after_event() -> bool:
         nonlocal seen
         seen += 1
         if seen == op.cancel_at_event:
             scope.cancel()  # takes effect at the consumer's next checkpoint
+        if seen == op.close_at_event:
+            await client.aclose()  # from inside the stream's own loop
+            state.closed = True
         # A server may send events for ever: even a consumer that reads to the end stops.
         return seen in (op.break_after, MAX_EVENTS)
 
-    if op.form == "with":
+    if op.form == "enter_only":
+        async with stream:
+            pass
+    elif op.form == "with":
         async with stream as events:
             async for _ in events:
-                if after_event():
+                if await after_event():
                     break
     else:
         async for _ in stream:
-            if after_event():
+            if await after_event():
                 break
+    if op.again:
+        async for _ in stream:
+            break
     return seen
 
 
-async def call(client: AsyncPiecesClient, op: Op, scope: anyio.CancelScope) -> object:
+async def call(
+    state: RunState, client: AsyncPiecesClient, op: Op, scope: anyio.CancelScope
+) -> object:
     m = op.model_id
     if op.kind == "list_models":
         return await client.list_models()
@@ -345,7 +372,7 @@ async def call(client: AsyncPiecesClient, op: Op, scope: anyio.CancelScope) -> o
         return await client.create_model(seeded())
     if op.kind == "delete_model":
         return await client.delete_model(m)
-    return await consume(client, op, scope)
+    return await consume(state, client, op, scope)
 
 
 async def run_op(state: RunState, op: Op) -> None:
@@ -359,7 +386,8 @@ async def run_op(state: RunState, op: Op) -> None:
             with anyio.CancelScope() as ours:
                 if op.cancel_after is not None:
                     ours.deadline = anyio.current_time() + op.cancel_after
-                await call(state.client, op, ours)
+                client = state.client.with_options(retry=None) if op.view else state.client
+                await call(state, client, op, ours)
                 outcome = "ok"
             if ours.cancelled_caught:
                 outcome = "cancelled by the test"
@@ -401,11 +429,16 @@ async def run_op(state: RunState, op: Op) -> None:
     state.outcomes[f"{op.kind}: {outcome}"] += 1
 
 
-async def close_client(state: RunState, delay: float, what: str) -> None:
+async def close_client(
+    state: RunState, delay: float, what: str, cancel_after: float | None = None
+) -> None:
     await anyio.sleep(delay)
     began = time.monotonic()
+    ours = anyio.CancelScope()
     try:
-        with anyio.fail_after(BOUND) as guard:
+        with anyio.fail_after(BOUND) as guard, ours:
+            if cancel_after is not None:
+                ours.deadline = anyio.current_time() + cancel_after
             await state.client.aclose()
     except TimeoutError as exc:
         if guard.cancel_called:
@@ -418,7 +451,8 @@ async def close_client(state: RunState, delay: float, what: str) -> None:
         )
     if time.monotonic() - began > BOUND:
         state.violate("hang", what, "aclose() took longer than the bound", "hang aclose")
-    state.closed = True
+    if not ours.cancelled_caught:
+        state.closed = True
 
 
 async def one_run(chaos: Chaos, url: str, port: int, seed: int, leaked: set[str]) -> RunState:
@@ -471,7 +505,8 @@ def start_all(tg: anyio.abc.TaskGroup, state: RunState, plan: Plan) -> None:
     for op in plan.ops:
         tg.start_soon(run_op, state, op)
     for delay in plan.close_at:  # twice at once, sometimes
-        tg.start_soon(close_client, state, delay, f"aclose() at {delay:.3f} s")
+        what = f"aclose() at {delay:.3f} s, cancelled after {plan.close_cancel_after} s"
+        tg.start_soon(close_client, state, delay, what, plan.close_cancel_after)
 
 
 async def check_leftovers(
