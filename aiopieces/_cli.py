@@ -339,7 +339,7 @@ async def cmd_download(client: AsyncPiecesClient, args: argparse.Namespace) -> N
     last = await show_download(client, model, args.json)
     if last is None or last.status != _Status.COMPLETED:
         how = f"{last.status}" if last and last.status else "without completing"
-        at = f" at {last.percentage}%" if last and last.percentage is not None else ""
+        at = f" at {last.percentage:g}%" if last and last.percentage is not None else ""
         raise CLIError(f"the download of {model.name} ended {how}{at}")
     if not args.json:
         print(f"downloaded {_named(model)}")

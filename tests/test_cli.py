@@ -1,7 +1,12 @@
-"""The `aiopieces` command, run as a subprocess against the emulator."""
+"""The `aiopieces` command, run as the installed console script against the emulator.
+
+Output is piped (as in a script or `nox -s demo`) with `COLUMNS=80` unless a test says
+otherwise; `tests/test_cli_layout.py` runs it in a terminal too.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -11,28 +16,60 @@ from pathlib import Path
 import anyio
 import msgspec
 import pytest
+from aiohttp import web
 
-from aiopieces import AsyncPiecesClient
+from aiopieces import AsyncPiecesClient, PiecesAPIError
 from aiopieces.testing import PiecesOSEmulator
 
-from .test_client import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
+from .conftest import ServeApp
+from .test_client import (
+    CLOUD,
+    LOCAL_DOWNLOADED,
+    LOCAL_NOT_DOWNLOADED,
+    free_port,
+    model_id,
+    seeded,
+)
+
+#: The installed console script, as a user runs it.
+SCRIPT = Path(sys.executable).parent / "aiopieces"
+#: Environment variables that would change what rich prints, or where the CLI connects.
+_SCRUBBED = {"PIECES_OS_URL", "FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR", "TTY_INTERACTIVE"}
 
 
-async def cli(*args: str, url: str | None = None) -> tuple[int, str, str]:
-    command = [sys.executable, "-m", "aiopieces"]
-    if url:
-        command += ["--url", url]
-    env = {k: v for k, v in os.environ.items() if k != "PIECES_OS_URL"}
-    env["COLUMNS"] = "160"
-    result = await anyio.run_process([*command, *args], env=env, check=False)
+def cli_env(columns: int = 80) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env["COLUMNS"] = str(columns)
+    return env
+
+
+async def cli(*args: str, url: str | None = None, columns: int = 80) -> tuple[int, str, str]:
+    """Run `aiopieces [--url URL] ARGS` with its output piped; (status, stdout, stderr)."""
+    command = [str(SCRIPT), *(["--url", url] if url else [])]
+    result = await anyio.run_process([*command, *args], env=cli_env(columns), check=False)
     return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def one_line(err: str) -> str:
+    """The single line of an expected failure's stderr, checked to be that."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_the_console_script_is_installed() -> None:
+    assert SCRIPT.exists(), "pip install -e . installs the `aiopieces` command"
+
+
+# -- the commands ------------------------------------------------------------------------
 
 
 async def test_models_table(pieces_emulator: PiecesOSEmulator) -> None:
     code, out, _ = await cli("models", url=pieces_emulator.url)
     assert code == 0
-    assert f"{len(pieces_emulator.models)} models" in out
-    assert "GPT-4o" in out and "cloud" in out and "local" in out
+    assert out.splitlines()[0].split() == ["NAME", "ID", "WHERE", "STATE", "SIZE"]
+    assert len(out.splitlines()) == 1 + len(pieces_emulator.models)
+    assert "GPT-4o" in out and "cloud" in out and "local" in out and "downloaded" in out
 
 
 async def test_models_json(pieces_emulator: PiecesOSEmulator) -> None:
@@ -41,11 +78,36 @@ async def test_models_json(pieces_emulator: PiecesOSEmulator) -> None:
     assert [m["id"] for m in json.loads(out)] == list(pieces_emulator.models)
 
 
+async def test_a_short_id_from_the_table_names_the_model(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    _, out, _ = await cli("models", url=pieces_emulator.url)
+    row = next(line for line in out.splitlines() if line.startswith(f"{CLOUD} "))
+    short = row.split()[1]
+    assert 8 <= len(short) < 36
+    code, out, _ = await cli("show", short, "--json", url=pieces_emulator.url)
+    assert code == 0 and json.loads(out)["name"] == CLOUD
+
+
+async def test_show_prints_one_field_a_line(pieces_emulator: PiecesOSEmulator) -> None:
+    code, out, _ = await cli("show", LOCAL_DOWNLOADED, url=pieces_emulator.url)
+    assert code == 0
+    fields = dict(line.split(None, 1) for line in out.splitlines())
+    assert fields["name"] == LOCAL_DOWNLOADED and fields["downloaded"] == "true"
+    assert fields["created"].endswith("ago)")  # the timestamp as people read it
+
+
 async def test_download_by_display_name(pieces_emulator: PiecesOSEmulator) -> None:
     code, out, _ = await cli("download", LOCAL_NOT_DOWNLOADED, url=pieces_emulator.url)
     assert code == 0, out
-    assert "COMPLETED" in out and "100%" in out
+    assert "100%" in out and out.splitlines()[-1].startswith(f"downloaded {LOCAL_NOT_DOWNLOADED}")
     assert pieces_emulator.model(model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)).downloaded
+
+
+async def test_download_of_a_downloaded_model_says_so(pieces_emulator: PiecesOSEmulator) -> None:
+    code, out, _ = await cli("download", LOCAL_DOWNLOADED, url=pieces_emulator.url)
+    assert code == 0 and out.strip().endswith("is already downloaded")
+    assert not any(path.endswith("/download") for _, path in pieces_emulator.requests)
 
 
 async def test_download_json_events(pieces_emulator: PiecesOSEmulator) -> None:
@@ -58,13 +120,66 @@ async def test_download_json_events(pieces_emulator: PiecesOSEmulator) -> None:
     assert len(events) == 12
 
 
+async def test_download_of_a_cloud_model_draws_no_bar(pieces_emulator: PiecesOSEmulator) -> None:
+    for args in (["download", CLOUD], ["--json", "download", CLOUD]):
+        code, out, err = await cli(*args, url=pieces_emulator.url)
+        assert code == 1 and out == ""
+        assert "cloud model" in one_line(err)
+
+
 async def test_failed_download_exits_non_zero(pieces_emulator: PiecesOSEmulator) -> None:
     pieces_emulator.fail_download(model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED), 30)
-    code, _, err = await cli("download", LOCAL_NOT_DOWNLOADED, url=pieces_emulator.url)
-    assert code == 1 and "FAILED" in err
+    code, out, err = await cli("download", LOCAL_NOT_DOWNLOADED, url=pieces_emulator.url)
+    assert code == 1 and "ended FAILED at 30" in one_line(err)
+    assert "30%" in out and "failed" in out
 
 
-async def test_show_load_unload_unload_all(pieces_emulator: PiecesOSEmulator) -> None:
+async def test_a_canceled_download_keeps_its_percentage(pieces_emulator: PiecesOSEmulator) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=30)
+    async with anyio.create_task_group() as tg, AsyncPiecesClient(pieces_emulator.url) as client:
+        result: list[tuple[int, str, str]] = []
+
+        async def run() -> None:
+            result.append(await cli("download", LOCAL_NOT_DOWNLOADED, url=pieces_emulator.url))
+
+        tg.start_soon(run)
+        # Our own subscriber sees what the CLI's sees: the download held at 30%.
+        async for event in client.download_progress(target):
+            if event.percentage is not None and event.percentage >= 30:
+                await client.cancel_download(target)
+            if event.is_terminal:
+                break
+    code, out, err = result[0]
+    assert code == 1 and "ended CANCELED" in one_line(err)
+    assert "30%" in out and " 0%" not in out and "canceled" in out
+
+
+async def test_actions_print_one_line(pieces_emulator: PiecesOSEmulator, tmp_path: Path) -> None:
+    url = pieces_emulator.url
+    unique = pieces_emulator.models[model_id(pieces_emulator, LOCAL_DOWNLOADED)]["unique"]
+    expected = [
+        (["load", unique], f"loaded {LOCAL_DOWNLOADED} ("),
+        (["unload", unique], f"unloaded {LOCAL_DOWNLOADED} ("),
+        (["unload-all"], "unloaded every model"),
+        (["cancel", LOCAL_NOT_DOWNLOADED], "was not downloading: nothing to cancel"),
+        (["create", "--name", "one-liner"], "created one-liner ("),
+        (["delete-cache", LOCAL_DOWNLOADED], f"deleted the cache of {LOCAL_DOWNLOADED}"),
+    ]
+    for args, text in expected:
+        code, out, err = await cli(*args, url=url)
+        assert code == 0, err
+        assert len(out.splitlines()) == 1 and text in out, (args, out)
+    custom = next(m for m in pieces_emulator.models.values() if m["name"] == "one-liner")
+    model_file = tmp_path / "model.json"
+    model_file.write_text(json.dumps({**custom, "description": "edited"}))
+    code, out, _ = await cli("update", str(model_file), url=url)
+    assert code == 0 and out == f"updated one-liner ({custom['id']})\n"
+    code, out, _ = await cli("delete", custom["id"], url=url)
+    assert code == 0 and out == f"deleted one-liner ({custom['id']})\n"
+
+
+async def test_actions_print_the_model_as_json(pieces_emulator: PiecesOSEmulator) -> None:
     unique = pieces_emulator.models[model_id(pieces_emulator, LOCAL_DOWNLOADED)]["unique"]
     code, out, _ = await cli("--json", "show", unique, url=pieces_emulator.url)
     assert code == 0 and json.loads(out)["name"] == LOCAL_DOWNLOADED
@@ -72,8 +187,8 @@ async def test_show_load_unload_unload_all(pieces_emulator: PiecesOSEmulator) ->
     assert code == 0 and json.loads(out)["loaded"] is True
     code, out, _ = await cli("--json", "unload", unique, url=pieces_emulator.url)
     assert code == 0 and json.loads(out)["loaded"] is False
-    code, out, _ = await cli("unload-all", url=pieces_emulator.url)
-    assert code == 0 and "unloaded" in out
+    code, out, _ = await cli("--json", "unload-all", url=pieces_emulator.url)
+    assert code == 0 and json.loads(out) == {"unloaded": "all"}
 
 
 async def test_cancel(pieces_emulator: PiecesOSEmulator) -> None:
@@ -81,11 +196,12 @@ async def test_cancel(pieces_emulator: PiecesOSEmulator) -> None:
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
     async with AsyncPiecesClient(pieces_emulator.url) as client:
         await client.download_model(target)
-    code, out, _ = await cli("--json", "cancel", target, url=pieces_emulator.url)
-    assert code == 0 and json.loads(out)["downloading"] is False
+    code, out, _ = await cli("cancel", target, url=pieces_emulator.url)
+    assert code == 0 and out == f"canceled the download of {LOCAL_NOT_DOWNLOADED} ({target})\n"
+    assert not pieces_emulator.model(target).downloading
 
 
-async def test_create_update_delete_delete_cache(
+async def test_create_update_delete_as_json(
     pieces_emulator: PiecesOSEmulator, tmp_path: Path
 ) -> None:
     seed = tmp_path / "seed.json"
@@ -99,19 +215,111 @@ async def test_create_update_delete_delete_cache(
     model_file.write_text(json.dumps(created))
     code, out, _ = await cli("--json", "update", str(model_file), url=pieces_emulator.url)
     assert code == 0 and json.loads(out)["description"] == "edited on the command line"
-    code, out, _ = await cli("delete-cache", LOCAL_DOWNLOADED, url=pieces_emulator.url)
-    assert code == 0 and "deleted the cache" in out
-    code, out, _ = await cli("delete", created["id"], url=pieces_emulator.url)
-    assert code == 0 and created["id"] not in pieces_emulator.models
+    code, out, _ = await cli("--json", "delete-cache", LOCAL_DOWNLOADED, url=pieces_emulator.url)
+    assert code == 0 and json.loads(out)["model"]["id"] == model_id(
+        pieces_emulator, LOCAL_DOWNLOADED
+    )
+    code, out, _ = await cli("--json", "delete", created["id"], url=pieces_emulator.url)
+    assert code == 0 and json.loads(out)["id"] == created["id"]
+    assert created["id"] not in pieces_emulator.models
     code, out, _ = await cli("--json", "create", "--name", "flag-model", url=pieces_emulator.url)
     assert code == 0 and json.loads(out)["name"] == "flag-model"
+
+
+# -- create: files, flags and enum values -------------------------------------------------
+
+
+async def test_create_from_a_file_without_created(
+    pieces_emulator: PiecesOSEmulator, tmp_path: Path
+) -> None:
+    fields = msgspec.to_builtins(seeded(name="no-date"))
+    del fields["created"]
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps(fields))
+    code, out, err = await cli("--json", "create", "--file", str(seed), url=pieces_emulator.url)
+    assert code == 0, err
+    assert json.loads(out)["created"]["value"].startswith(str(dt.datetime.now(dt.UTC).year))
+
+
+async def test_flags_given_with_a_file_replace_its_fields(
+    pieces_emulator: PiecesOSEmulator, tmp_path: Path
+) -> None:
+    seed = tmp_path / "seed.json"
+    seed.write_bytes(msgspec.json.encode(seeded(name="from-file", description="file")))
+    code, out, _ = await cli(
+        "--json", "create", "--file", str(seed), "--name", "from-flag", url=pieces_emulator.url
+    )
+    created = json.loads(out)
+    assert code == 0 and created["name"] == "from-flag" and created["description"] == "file"
+
+
+@pytest.mark.parametrize("flag", ["--type", "--usage"])
+async def test_unknown_enum_values_are_sent_with_a_warning(
+    pieces_emulator: PiecesOSEmulator, flag: str
+) -> None:
+    args = ["--json", "create", "--name", f"odd{flag}", flag, "BOGUS"]
+    code, out, err = await cli(*args, url=pieces_emulator.url)
+    assert code == 0 and json.loads(out)[flag[2:]] == "BOGUS"
+    line = one_line(err)
+    assert line.startswith("warning:") and "'BOGUS' is not one aiopieces knows" in line
+
+
+async def test_enum_values_ignore_case_and_typos_get_a_suggestion(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    args = ["create", "--name", "cased", "--type", "speed", "--usage", "code_generation"]
+    code, _, err = await cli("--json", *args, url=pieces_emulator.url)
+    assert code == 0 and err == ""
+    code, _, err = await cli(
+        "create", "--name", "typo", "--usage", "CODE_CONVERSATON", url=pieces_emulator.url
+    )
+    assert code == 0 and "did you mean CODE_CONVERSATION?" in one_line(err)
+
+
+async def test_create_needs_a_file_or_a_name(pieces_emulator: PiecesOSEmulator) -> None:
+    code, _, err = await cli("create", url=pieces_emulator.url)
+    assert code == 1 and "create needs --file FILE or --name NAME" in one_line(err)
+
+
+async def test_a_file_of_the_wrong_shape_is_one_line(
+    pieces_emulator: PiecesOSEmulator, tmp_path: Path
+) -> None:
+    bad = tmp_path / "seed.json"
+    for text, message in [('{"name": 1}', "do not make a SeededModel"), ("[]", "JSON object")]:
+        bad.write_text(text)
+        code, _, err = await cli("create", "--file", str(bad), url=pieces_emulator.url)
+        assert code == 1 and message in one_line(err)
+
+
+# -- global options, --version, errors ---------------------------------------------------------
+
+
+async def test_version() -> None:
+    from aiopieces import __version__
+
+    code, out, _ = await cli("--version")
+    assert code == 0 and out == f"aiopieces {__version__}\n"
+    module = await anyio.run_process([sys.executable, "-m", "aiopieces", "--version"])
+    assert module.stdout.decode() == out
+
+
+async def test_options_that_do_not_apply_are_refused() -> None:
+    for args, message in [
+        (["--json", "emulator"], "`emulator` takes no --json"),
+        (["--url", "http://127.0.0.1:1", "emulator"], "`emulator` takes no --url"),
+        (["--json", "demo"], "`demo` takes no --json"),
+        (["demo", "--json"], "unrecognized arguments: --json"),
+        (["models", "--timeout", "0"], "must be more than 0 seconds"),
+    ]:
+        code, _, err = await cli(*args)
+        assert code == 2 and message in err, (args, err)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["show", "no-such-model"], "no model is named 'no-such-model'"),
-        (["delete", "GPT-4o"], "only custom models"),
+        (["delete", "GPT-4o"], "PiecesOS answered 500: only custom models"),
         (["load", LOCAL_NOT_DOWNLOADED], "must be downloaded"),
     ],
 )
@@ -119,13 +327,65 @@ async def test_expected_failures_are_one_line(
     pieces_emulator: PiecesOSEmulator, args: list[str], message: str
 ) -> None:
     code, _, err = await cli(*args, url=pieces_emulator.url)
-    assert code == 1
-    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert code == 1 and message in one_line(err)
 
 
-async def test_unreachable_pieces_os_is_one_line() -> None:
+async def test_unreachable_pieces_os_names_the_cli_options() -> None:
     code, _, err = await cli("models", url=f"http://127.0.0.1:{free_port()}")
-    assert code == 1 and "Is PiecesOS running?" in err and "Traceback" not in err
+    line = one_line(err)
+    assert code == 1 and "Is PiecesOS running?" in line
+    assert "--url or PIECES_OS_URL" in line and "AsyncPiecesClient" not in line
+
+
+_PAGE = (
+    '<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n'
+    "<title>404 Not Found</title>\n</head><body>\n<h1>Not Found</h1>\n"
+    + "<p>The requested URL was not found on this server.</p>\n" * 200
+    + "</body></html>\n"
+)
+
+
+async def test_an_html_answer_is_one_line_with_its_title(serve_app: ServeApp) -> None:
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(status=404, text=_PAGE, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", page)
+    url = await serve_app(app)
+    code, out, err = await cli("models", url=url)
+    line = one_line(err)
+    assert code == 1 and out == "" and len(line) < 200
+    assert "404" in line and "(404 Not Found)" in line and "--url" in line
+    async with AsyncPiecesClient(url) as client:
+        with pytest.raises(PiecesAPIError) as info:
+            await client.list_models()
+    assert info.value.body == _PAGE  # the whole body, for code that wants it
+    assert str(info.value).endswith("answered 404: an HTML page (404 Not Found)")
+
+
+async def test_a_text_answer_shows_its_first_line_cut_short(serve_app: ServeApp) -> None:
+    body = "\n  database is locked  \nsecond line\n" + "x" * 5000
+
+    async def locked(request: web.Request) -> web.Response:
+        return web.Response(status=500, text=body, content_type="text/plain")
+
+    async def long_line(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="y" * 5000, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/models", locked)
+    app.router.add_get("/model/{id}", long_line)
+    url = await serve_app(app)
+    code, _, err = await cli("models", url=url)
+    assert code == 1 and one_line(err) == "error: PiecesOS answered 500: database is locked"
+    async with AsyncPiecesClient(url) as client:
+        with pytest.raises(PiecesAPIError) as info:
+            await client.get_model("m")
+    assert info.value.body == "y" * 5000 and len(str(info.value)) < 250
+    assert str(info.value).endswith("y...")
+
+
+# -- demo, Ctrl-C, pipes, rich ------------------------------------------------------------------
 
 
 async def test_demo_read_only_against_a_running_pieces_os(
@@ -150,8 +410,8 @@ async def test_ctrl_c_cancels_the_download_and_exits_cleanly(
 ) -> None:
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
     pieces_emulator.hold_downloads(at_percentage=30)
-    command = [sys.executable, "-m", "aiopieces", "--url", pieces_emulator.url, "--json"]
-    async with await anyio.open_process([*command, "download", target]) as process:
+    command = [str(SCRIPT), "--url", pieces_emulator.url, "--json"]
+    async with await anyio.open_process([*command, "download", target], env=cli_env()) as process:
         assert process.stdout is not None and process.stderr is not None
         seen = b""
         while b"INITIALIZED" not in seen:  # UNKNOWN first: PiecesOS knew no download yet
@@ -165,23 +425,17 @@ async def test_ctrl_c_cancels_the_download_and_exits_cleanly(
     assert not pieces_emulator.model(target).downloading
 
 
-async def test_the_console_script_is_installed(pieces_emulator: PiecesOSEmulator) -> None:
-    script = Path(sys.executable).parent / "aiopieces"
-    assert script.exists(), "pip install -e . installs the `aiopieces` command"
-    result = await anyio.run_process(
-        [str(script), "--url", pieces_emulator.url, "--json", "models"], check=False
-    )
-    assert result.returncode == 0
-    assert len(json.loads(result.stdout)) == len(pieces_emulator.models)
-
-
-async def test_a_file_of_the_wrong_shape_is_one_line(
-    pieces_emulator: PiecesOSEmulator, tmp_path: Path
-) -> None:
-    bad = tmp_path / "seed.json"
-    bad.write_text('{"name": 1}')
-    code, _, err = await cli("create", "--file", str(bad), url=pieces_emulator.url)
-    assert code == 1 and "is not a SeededModel" in err and "Traceback" not in err
+async def test_a_closed_pipe_ends_quietly(pieces_emulator: PiecesOSEmulator) -> None:
+    # `aiopieces models | head -0`: the reader is gone before the table is written.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        command = [str(SCRIPT), "--url", pieces_emulator.url, "models"]
+        result = await anyio.run_process(command, stdout=write_end, env=cli_env(), check=False)
+    finally:
+        os.close(write_end)
+    code, err = result.returncode, result.stderr
+    assert code == 141 and err == b""
 
 
 async def test_without_rich_tables_ask_for_the_extra(pieces_emulator: PiecesOSEmulator) -> None:
