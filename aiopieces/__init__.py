@@ -46,6 +46,7 @@ from ._types import (
     WireType,
 )
 from ._version import __version__
+from ._watch import LiveModels, ModelChange, ModelWatch
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -57,8 +58,10 @@ __all__ = [
     "EmbeddedModelSchemaSemanticVersionEnum",
     "ExternalMLProviderEnum",
     "GroupedTimestamp",
+    "LiveModels",
     "Model",
     "ModelCapabilities",
+    "ModelChange",
     "ModelDeleteCacheInput",
     "ModelDeleteCacheOutput",
     "ModelDownloadProgress",
@@ -69,6 +72,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelTypeEnum",
     "ModelUsageEnum",
+    "ModelWatch",
     "Models",
     "OpenEnum",
     "PiecesAPIError",

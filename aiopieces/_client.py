@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -14,8 +15,14 @@ import anyio
 import msgspec
 import yarl
 
-from ._config import Timeout, resolve_base_url
-from ._exceptions import PiecesClientStateError, PiecesError
+from ._config import URL_ENV_VAR, Timeout, discover_pieces_os, resolve_base_url
+from ._exceptions import (
+    PiecesAPIError,
+    PiecesClientStateError,
+    PiecesConnectionError,
+    PiecesError,
+    PiecesTimeoutError,
+)
 from ._merge import merge_into
 from ._progress import DownloadProgress
 from ._retry import Retry, with_retries
@@ -28,8 +35,17 @@ from ._transport import (
     model_segment,
     send,
 )
-from ._types import Model, ModelDeleteCacheInput, ModelDeleteCacheOutput, Models, SeededModel
+from ._types import (
+    Model,
+    ModelDeleteCacheInput,
+    ModelDeleteCacheOutput,
+    Models,
+    SeededModel,
+    SeededScore,
+    SeededScoreIncrement,
+)
 from ._version import __version__
+from ._watch import LiveModels, ModelWatch
 
 __all__ = ["AsyncPiecesClient", "ClientState"]
 
@@ -59,6 +75,8 @@ class _Endpoint(msgspec.Struct, Generic[T], frozen=True):
     decoder: msgspec.json.Decoder[T] | None
     #: Safe to repeat: a retry cannot do anything twice that once would not.
     idempotent: bool = False
+    #: The answer is text (the runtime endpoints), returned as `str`.
+    text: bool = False
 
 
 _MODEL = msgspec.json.Decoder(Model)
@@ -77,6 +95,11 @@ _DELETE_CACHE = _Endpoint(
     "POST", "/models/{model}/delete/cache", msgspec.json.Decoder(ModelDeleteCacheOutput)
 )
 _UNLOAD_ALL = _Endpoint[None]("POST", "/models/unload", None, idempotent=True)
+_SCORE = _Endpoint[None]("POST", "/model/{model}/scores/increment", None)
+_HEALTH = _Endpoint[str]("GET", "/.well-known/health", None, idempotent=True, text=True)
+_VERSION = _Endpoint[str]("GET", "/.well-known/version", None, idempotent=True, text=True)
+#: "This model was used": what `increment_model_score` sends when told nothing else.
+_USED = SeededScoreIncrement(model=SeededScore(reuse=True))
 
 
 class ClientState(enum.Enum):
@@ -106,6 +129,8 @@ class _Connection:
     closed: anyio.Event = field(default_factory=anyio.Event)
     #: The event loop the session belongs to.
     loop: asyncio.AbstractEventLoop | None = None
+    #: Neither given nor from `PIECES_OS_URL`: found by probing, so it may move.
+    rediscoverable: bool = False
     #: Request/response calls take a slot; WebSockets do not, so that streams waiting
     #: for progress can never starve the calls that start or cancel their downloads.
     slots: anyio.Semaphore = field(init=False)
@@ -169,6 +194,7 @@ class AsyncPiecesClient:
         loop = _running_asyncio_loop()
         async with conn.opening:
             if conn.state is ClientState.NEW:
+                conn.rediscoverable = not conn.base_url and not os.environ.get(URL_ENV_VAR)
                 base_url = await resolve_base_url(conn.base_url)
                 if conn.state is not ClientState.NEW:  # closed while we resolved the URL
                     raise PiecesClientStateError("the client was closed while it was opening")
@@ -337,6 +363,61 @@ class AsyncPiecesClient:
         """
         return DownloadProgress(self, model_id, start_download=True, cancel_on_exit=cancel_on_exit)
 
+    async def increment_model_score(
+        self, model_id: str, increment: SeededScoreIncrement | None = None
+    ) -> None:
+        """Add usage points to a model (`POST /model/{model}/scores/increment`).
+
+        With no `increment`, it says "this model was used" (`reuse`); PiecesOS ranks
+        models by these points.
+        """
+        body = (increment or _USED).to_json_object()
+        await self._call(_SCORE, model_id, body=body)
+
+    def watch_models(self) -> ModelWatch:
+        """Batches of changed model identifiers (WS `/models/stream/identifiers`).
+
+        Use as `async for batch in client.watch_models()` or with `async with`; the first
+        batch on every (re)connected socket lists every model (`stream.snapshot`).
+        """
+        return ModelWatch(self)
+
+    def live_models(self) -> LiveModels:
+        """A dict of models kept current from `watch_models()`: `async with` it."""
+        return LiveModels(self)
+
+    # -- the PiecesOS runtime ------------------------------------------------------
+
+    async def health(self) -> str:
+        """PiecesOS's health text (`GET /.well-known/health`): `ok` first when healthy."""
+        return await self._call(_HEALTH)
+
+    async def version(self) -> str:
+        """The PiecesOS version (`GET /.well-known/version`), as text."""
+        return (await self._call(_VERSION)).strip()
+
+    async def wait_until_ready(self, timeout: float = 30.0) -> None:
+        """Poll `health()` with backoff until PiecesOS answers; `PiecesTimeoutError` after
+        `timeout` seconds (the desktop app takes a few seconds to start)."""
+        # One try per poll: a refused connection then also looks for PiecesOS on its
+        # other ports (see `_call`), which it may have taken when it started.
+        probe = self.with_options(retry=None, timeout=Timeout(connect=1.0, read=2.0))
+        last: PiecesError | None = None
+        delay = 0.05
+        with anyio.move_on_after(timeout):
+            while True:
+                try:
+                    if (await probe.health()).strip().startswith("ok"):
+                        return
+                except (PiecesConnectionError, PiecesTimeoutError, PiecesAPIError) as exc:
+                    last = exc
+                await self._conn.sleep(delay)
+                delay = min(1.0, delay * 2)
+        raise PiecesTimeoutError(
+            f"PiecesOS at {self.base_url} was not ready within {timeout} s (last: {last})",
+            phase="total",
+        )
+
     async def _cancel_on_exit(self, model_id: str) -> None:
         """The cancel a stream owes when it ends early.
 
@@ -382,13 +463,32 @@ class AsyncPiecesClient:
             data = None if body is None else _ENCODER.encode(body)
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(f"cannot send {type(body).__name__} as JSON: {exc}") from None
-        return await with_retries(
-            lambda: self._send(endpoint, path, data, internal),
-            idempotent=endpoint.idempotent,
-            policy=self._retry,
-            what=f"{endpoint.method} {path}",
-            sleep=self._conn.sleep,
-        )
+        try:
+            return await with_retries(
+                lambda: self._send(endpoint, path, data, internal),
+                idempotent=endpoint.idempotent,
+                policy=self._retry,
+                what=f"{endpoint.method} {path}",
+                sleep=self._conn.sleep,
+            )
+        except PiecesConnectionError as exc:
+            if exc.request_sent or not await self._rediscover():
+                raise
+        # PiecesOS moved to another port (it takes the first free one when it starts):
+        # one more go there.
+        return await self._send(endpoint, path, data, internal)
+
+    async def _rediscover(self) -> bool:
+        """Find PiecesOS again if it was found by probing; whether it moved."""
+        conn = self._conn
+        if not conn.rediscoverable or conn.state is not ClientState.OPEN:
+            return False
+        found = await discover_pieces_os()
+        if found is None or found == conn.base_url:
+            return False
+        logger.info("PiecesOS moved from %s to %s", conn.base_url, found)
+        conn.base_url = found
+        return True
 
     async def _send(
         self, endpoint: _Endpoint[T], path: str, data: bytes | None, internal: bool = False
@@ -422,6 +522,8 @@ class AsyncPiecesClient:
                     f"the aiohttp session was closed while {endpoint.method} {url} was in flight"
                 ) from exc
             raise
+        if endpoint.text:
+            return payload.decode("utf-8", "replace")  # type: ignore[return-value]  # T is str
         if endpoint.decoder is None:
             return None  # type: ignore[return-value]  # T is None for no-body endpoints
         return decode(endpoint.decoder, payload, f"{endpoint.method} {url}")

@@ -45,7 +45,8 @@ _RESTART_CLOSE = frozenset({1012, 1013})
 #: Close and error codes that say the data was bad (invalid payload, message too big):
 #: reconnecting would only fetch the same bad frame again.
 _BAD_DATA = frozenset({1007, 1009})
-#: Reconnects one stream may make in all before it gives up.
+#: Reconnects a stream may make before it gives up: in all (a download's progress), or in
+#: a row with no event between (a stream that runs for as long as its consumer wants).
 MAX_RECONNECTS = 10
 #: Pings keep a dead PiecesOS (or a dropped network) from leaving a consumer waiting.
 _HEARTBEAT = 30.0
@@ -54,8 +55,14 @@ _HEARTBEAT = 30.0
 class WebSocketStream(Generic[E]):
     """The reconnecting core of a PiecesOS stream; subclasses say what its events mean."""
 
-    #: What the stream is called in messages ("progress", "model changes").
+    #: What the stream is called in messages ("progress", "model identifier").
     _kind = "stream"
+    #: Whether a normal close by the server (1000, 1001) ends the stream, or is a drop
+    #: to reconnect from (a stream meant to run as long as its consumer wants).
+    _normal_close_ends = True
+    #: Whether an event restores the reconnect budget (`MAX_RECONNECTS` in a row, not in
+    #: all): for streams that run for days.
+    _event_restores_reconnects = False
 
     def __init__(
         self,
@@ -80,6 +87,7 @@ class WebSocketStream(Generic[E]):
         self._iterator: AsyncGenerator[E, None] | None = None
         #: How many times the socket dropped and was replaced during this stream.
         self.reconnects = 0
+        self._reconnects_in_a_row = 0
 
     async def __aenter__(self) -> AsyncIterator[E]:
         await self._open()
@@ -188,13 +196,14 @@ class WebSocketStream(Generic[E]):
         """Replace a dropped socket, then let the stream catch up."""
         policy = self._client.retry
         self.reconnects += 1
+        self._reconnects_in_a_row += 1
         dropped = f"the {self._kind} WebSocket dropped ({reason})"
         old, self._ws = self._ws, None
         if old is not None:
             await close_ws(old)
-        if policy.attempts == 1 or self.reconnects > MAX_RECONNECTS:
+        if policy.attempts == 1 or self._reconnects_in_a_row > MAX_RECONNECTS:
             raise PiecesConnectionError(
-                self._url, f"{dropped}; gave up after {self.reconnects - 1} reconnects"
+                self._url, f"{dropped}; gave up after {self._reconnects_in_a_row - 1} reconnects"
             )
         logger.debug("%s: reconnecting (%d)", dropped, self.reconnects)
         try:
@@ -259,8 +268,15 @@ class WebSocketStream(Generic[E]):
                 continue
             self._raise_if_aborted()
             if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                return decode(self._decoder, msg.data, f"{self._kind} frame from {self._url}")
-            if msg.type == aiohttp.WSMsgType.CLOSE and msg.data in _NORMAL_CLOSE:
+                event = decode(self._decoder, msg.data, f"{self._kind} frame from {self._url}")
+                if self._event_restores_reconnects:
+                    self._reconnects_in_a_row = 0
+                return event
+            if (
+                msg.type == aiohttp.WSMsgType.CLOSE
+                and msg.data in _NORMAL_CLOSE
+                and self._normal_close_ends
+            ):
                 self._finished = True
                 return None  # closed by the server
             code = _error_code(msg)
@@ -268,7 +284,11 @@ class WebSocketStream(Generic[E]):
                 raise PiecesDecodeError(
                     f"{self._kind} frame from {self._url}: {_describe(msg)} (refused, not retried)"
                 )
-            if msg.type == aiohttp.WSMsgType.CLOSE and msg.data not in _RESTART_CLOSE:
+            if (
+                msg.type == aiohttp.WSMsgType.CLOSE
+                and msg.data not in _RESTART_CLOSE
+                and msg.data not in _NORMAL_CLOSE
+            ):
                 extra = f": {msg.extra}" if msg.extra else ""
                 raise PiecesConnectionError(
                     self._url,
