@@ -1,0 +1,166 @@
+"""The PiecesOS runtime around the model APIs: health, version, readiness, rediscovery,
+and the two endpoints the spec leaves out (scores) plus `Models.find`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+from aiohttp import web
+
+from aiopieces import (
+    AsyncPiecesClient,
+    ModelLookupError,
+    PiecesAPIError,
+    PiecesTimeoutError,
+    SeededScore,
+    SeededScoreIncrement,
+)
+from aiopieces._config import DISCOVERY_PORTS
+from aiopieces.testing import PiecesOSEmulator
+
+from .conftest import ServeApp
+from .test_client import model_id
+
+BOUND = 10
+
+
+async def test_health_and_version(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    pieces_emulator.version = "10.1.2"
+    assert (await pieces_client.health()).startswith("ok")
+    assert await pieces_client.version() == "10.1.2"
+
+
+async def test_wait_until_ready_polls_until_healthy(serve_app: ServeApp) -> None:
+    hits = 0
+
+    async def health(request: web.Request) -> web.Response:
+        nonlocal hits
+        hits += 1
+        if hits < 4:  # a desktop app still starting
+            return web.Response(status=503, text="starting", content_type="text/plain")
+        return web.Response(text="ok", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/.well-known/health", health)
+    url = await serve_app(app)
+    with anyio.fail_after(BOUND):
+        async with AsyncPiecesClient(url) as c:
+            await c.wait_until_ready(timeout=BOUND)
+    assert hits == 4
+
+
+async def test_wait_until_ready_gives_up_after_its_timeout(serve_app: ServeApp) -> None:
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="starting", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/.well-known/health", health)
+    url = await serve_app(app)
+    with anyio.fail_after(BOUND):
+        async with AsyncPiecesClient(url) as c:
+            with pytest.raises(PiecesTimeoutError, match="not ready within 0.3 s"):
+                await c.wait_until_ready(timeout=0.3)
+
+
+async def test_a_discovered_pieces_os_is_found_again_on_another_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PIECES_OS_URL", raising=False)
+    emulator = PiecesOSEmulator()
+    try:
+        await emulator.start_in_range(DISCOVERY_PORTS)
+    except OSError:
+        pytest.skip("no free port in 39300-39333 on this machine")
+    try:
+        with anyio.fail_after(BOUND):
+            async with AsyncPiecesClient() as c:
+                first = c.base_url
+                assert first == emulator.url
+                # PiecesOS restarts and takes the next free port of its range.
+                later = [p for p in DISCOVERY_PORTS if p > (emulator.port or 0)]
+                await emulator.restart(later)
+                assert (await c.list_models()).iterable
+                assert c.base_url == emulator.url != first
+    finally:
+        await emulator.stop()
+
+
+async def test_a_given_url_is_never_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    emulator = PiecesOSEmulator()
+    try:
+        await emulator.start_in_range(DISCOVERY_PORTS)
+    except OSError:
+        pytest.skip("no free port in 39300-39333 on this machine")
+    try:
+        with anyio.fail_after(BOUND):
+            async with AsyncPiecesClient(emulator.url, retry=None) as c:
+                first = c.base_url
+                await emulator.restart([p for p in DISCOVERY_PORTS if p > (emulator.port or 0)])
+                with pytest.raises(Exception, match="cannot reach PiecesOS"):
+                    await c.list_models()
+                assert c.base_url == first
+    finally:
+        await emulator.stop()
+
+
+# -- scores ----------------------------------------------------------------------------------
+
+
+async def test_increment_score_says_the_model_was_used(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, "GPT-4o")
+    await pieces_client.increment_model_score(target)
+    path, body = pieces_emulator.request_bodies[-1]
+    assert path == f"/model/{target}/scores/increment"
+    assert msgspec.json.decode(body) == {"model": {"reuse": True}}
+    score = (await pieces_client.get_model(target)).score
+    assert score is not None and score.reuse == 1
+
+
+async def test_increment_score_sends_other_keys_unchanged(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, "GPT-4o")
+    other: dict[str, Any] = {"asset": {"reference": True}, "future": [1, None, "x"]}
+    increment = SeededScoreIncrement(model=SeededScore(priority=True), other=other)
+    await pieces_client.increment_model_score(target, increment)
+    _, body = pieces_emulator.request_bodies[-1]
+    assert msgspec.json.decode(body) == {"model": {"priority": True}, **other}
+
+
+async def test_increment_score_of_an_unknown_model(pieces_client: AsyncPiecesClient) -> None:
+    with pytest.raises(PiecesAPIError) as info:
+        await pieces_client.increment_model_score("ghost")
+    assert info.value.status in (410, 500)
+
+
+# -- Models.find -------------------------------------------------------------------------------
+
+
+async def test_find_by_id_exact_name_then_any_case(pieces_client: AsyncPiecesClient) -> None:
+    models = await pieces_client.list_models()
+    gpt = next(m for m in models.iterable if m.name == "GPT-4o")
+    assert models.find(gpt.id) is gpt
+    assert models.find("GPT-4o") is gpt
+    assert models.find("gpt-4o") is gpt
+
+
+def test_find_refuses_an_ambiguous_or_unknown_name() -> None:
+    from aiopieces import Model, Models
+
+    models = Models(
+        iterable=[Model(id="a", name="Twin"), Model(id="b", name="twin"), Model(id="c", name="x")]
+    )
+    assert models.find("Twin").id == "a"  # exact first
+    with pytest.raises(ModelLookupError) as info:
+        models.find("TWIN")
+    assert info.value.matches == ["a", "b"]
+    with pytest.raises(ModelLookupError, match="no model"):
+        models.find("nobody")
+    assert isinstance(info.value, LookupError)
