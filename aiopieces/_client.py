@@ -347,21 +347,40 @@ class AsyncPiecesClient:
         served = decode(_MODEL, raw, what)
         return await self._call(_UPDATE, body=merge_into(current, served, model))
 
-    def download_progress(self, model_id: str) -> DownloadProgress:
+    def download_progress(
+        self, model_id: str, *, stall_timeout: float | None = None
+    ) -> DownloadProgress:
         """Progress events of a model's download (WS `/model/{model}/download/progress`).
 
         Use as `async for event in client.download_progress(m)` or
         `async with client.download_progress(m) as events`; ends after a terminal status.
         """
-        return DownloadProgress(self, model_id, start_download=False, cancel_on_exit=False)
+        return DownloadProgress(
+            self, model_id, start_download=False, cancel_on_exit=False, stall_timeout=stall_timeout
+        )
 
-    def download(self, model_id: str, *, cancel_on_exit: bool = False) -> DownloadProgress:
+    def download(
+        self,
+        model_id: str,
+        *,
+        cancel_on_exit: bool = False,
+        stall_timeout: float | None = None,
+    ) -> DownloadProgress:
         """Subscribe to progress, start the download, and stream events to its end.
 
         If the consumer leaves before the end (break, cancellation or error), the download
         goes on in PiecesOS unless `cancel_on_exit=True`, which then cancels it.
+        `stall_timeout`: `PiecesTimeoutError` (phase `stall`) after that many seconds
+        without the percentage moving. The stream's `total_bytes`, `bytes_done`, `rate`
+        and `eta` tell more when PiecesOS gives the model's size.
         """
-        return DownloadProgress(self, model_id, start_download=True, cancel_on_exit=cancel_on_exit)
+        return DownloadProgress(
+            self,
+            model_id,
+            start_download=True,
+            cancel_on_exit=cancel_on_exit,
+            stall_timeout=stall_timeout,
+        )
 
     async def increment_model_score(
         self, model_id: str, increment: SeededScoreIncrement | None = None

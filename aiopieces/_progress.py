@@ -43,8 +43,11 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
         *,
         start_download: bool,
         cancel_on_exit: bool,
+        stall_timeout: float | None = None,
     ) -> None:
         """Prepare the stream; nothing connects before iteration or `async with`."""
+        if stall_timeout is not None and stall_timeout <= 0:
+            raise ValueError(f"stall_timeout must be positive or None, not {stall_timeout!r}")
         segment = model_segment(model_id)  # a bad id fails here, before any I/O
         super().__init__(
             client,
@@ -59,13 +62,45 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
         self._cancel_sent = False
         #: A download was seen running (an event other than UNKNOWN arrived).
         self._download_seen = False
+        self._stall_timeout = stall_timeout
+        self._last_percentage: float | None = None
+        self._first: tuple[float, float] | None = None  # (time, percentage)
+        self._last: tuple[float, float] | None = None
+        #: The download's size in bytes, when PiecesOS told it (`Model.bytes`).
+        self.total_bytes: int | None = None
 
     @property
     def model_id(self) -> str:
         """The id of the model whose download this stream follows."""
         return self._model_id
 
+    @property
+    def bytes_done(self) -> int | None:
+        """Bytes downloaded so far, from the last percentage (when the size is known)."""
+        if self.total_bytes is None or self._last is None:
+            return None
+        return int(self.total_bytes * self._last[1] / 100)
+
+    @property
+    def rate(self) -> float | None:
+        """Average speed since the first event, in bytes per second (size known)."""
+        if self.total_bytes is None or self._first is None or self._last is None:
+            return None
+        (t0, p0), (t1, p1) = self._first, self._last
+        if t1 <= t0 or p1 <= p0:
+            return None
+        return self.total_bytes * (p1 - p0) / 100 / (t1 - t0)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the average speed so far (size known, progress made)."""
+        rate, done = self.rate, self.bytes_done
+        if rate is None or done is None or self.total_bytes is None:
+            return None
+        return max(0.0, (self.total_bytes - done) / rate)
+
     async def _on_open(self) -> None:
+        self._restart_stall_clock()
         if not self._start_download:
             return
         # The socket is open before the download starts, so no early event is lost. From
@@ -78,6 +113,8 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
             if not 502 <= exc.status <= 504:  # a gateway cannot say what happened
                 self._download_requested = False  # PiecesOS refused: nothing started
             raise
+        if model.bytes is not None:
+            self.total_bytes = model.bytes.value
         if model.downloaded and not model.downloading:
             # Nothing left to download: PiecesOS may send no event at all, so say so here
             # rather than wait for ever.
@@ -104,9 +141,22 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
             "downloaded (it failed or was canceled)"
         )
 
+    def _restart_stall_clock(self) -> None:
+        if self._stall_timeout is not None:
+            self._stall_deadline = anyio.current_time() + self._stall_timeout
+
     def _on_event(self, event: ModelDownloadProgress) -> None:
         if event.status is not None and event.status != _UNKNOWN:
             self._download_seen = True
+        if event.percentage is not None:
+            now, percentage = anyio.current_time(), float(event.percentage)
+            if self._first is None:
+                self._first = (now, percentage)
+            self._last = (now, percentage)
+            if percentage != self._last_percentage:
+                # Progress, not just an event: PiecesOS may repeat the same percentage.
+                self._last_percentage = percentage
+                self._restart_stall_clock()
         if event.is_terminal:
             self._finished = True
 

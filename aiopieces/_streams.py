@@ -88,6 +88,9 @@ class WebSocketStream(Generic[E]):
         #: How many times the socket dropped and was replaced during this stream.
         self.reconnects = 0
         self._reconnects_in_a_row = 0
+        #: When the stream counts as stalled (a subclass moves it on real progress).
+        self._stall_deadline: float | None = None
+        self._stall_timeout: float | None = None
 
     async def __aenter__(self) -> AsyncIterator[E]:
         await self._open()
@@ -239,8 +242,9 @@ class WebSocketStream(Generic[E]):
     async def _receive(self) -> E | None:
         """The next event, `None` at a normal end; only events reset `ws_idle`."""
         idle = self._client.timeout.ws_idle
-        deadline = None if idle is None else anyio.current_time() + idle
+        idle_deadline = None if idle is None else anyio.current_time() + idle
         while True:
+            deadline = _earliest(idle_deadline, self._stall_deadline)
             if self._pending:  # made up while catching up after a reconnect
                 return self._pending.pop(0)
             ws = self._ws
@@ -256,6 +260,12 @@ class WebSocketStream(Generic[E]):
                     with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
                         msg = await ws.receive()
                     if scope.cancelled_caught:
+                        if deadline == self._stall_deadline:
+                            raise PiecesTimeoutError(
+                                f"no progress for {self._stall_timeout} s on {self._url} "
+                                "(stall timeout)",
+                                phase="stall",
+                            )
                         raise PiecesTimeoutError(
                             f"no {self._kind} event for {idle} s on {self._url} (ws_idle timeout)",
                             phase="ws_idle",
@@ -324,6 +334,11 @@ class WebSocketStream(Generic[E]):
             self._client._conn.streams.discard(self)
             self._closing.set()
             self._closing = None
+
+
+def _earliest(*deadlines: float | None) -> float | None:
+    known = [d for d in deadlines if d is not None]
+    return min(known) if known else None
 
 
 def _error_code(msg: aiohttp.WSMessage) -> int | None:

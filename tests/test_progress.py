@@ -284,3 +284,29 @@ async def test_two_subscribers_see_the_same_events(
         await pieces_client.download_model(target)
     assert seen["a"] == seen["b"]
     assert [e.status for e in seen["a"]] == FROM_IDLE
+
+
+async def test_size_speed_and_eta_when_the_size_is_known() -> None:
+    async with PiecesOSEmulator(shape="schema", download_interval=0.01, download_steps=4) as emu:
+        target = model_id(emu, LOCAL_NOT_DOWNLOADED)
+        size = emu.model(target).bytes
+        assert size is not None
+        async with AsyncPiecesClient(emu.url) as client:
+            stream = client.download(target)
+            with anyio.fail_after(10):
+                async for event in stream:
+                    if event.percentage == 50:
+                        assert stream.bytes_done == size.value // 2
+    assert stream.total_bytes == size.value and stream.bytes_done == size.value
+    assert stream.rate is not None and stream.rate > 0 and stream.eta == 0
+
+
+async def test_without_a_size_there_is_no_estimate(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)  # the pieces shape: no bytes
+    stream = pieces_client.download(target)
+    with anyio.fail_after(10):
+        async for _ in stream:
+            pass
+    assert stream.total_bytes is None and stream.bytes_done is None and stream.eta is None

@@ -157,6 +157,8 @@ class Hostile:
                 sender = asyncio.create_task(self._endless(ws))
             elif fault == "ws_pings_only":
                 sender = asyncio.create_task(self._pings(ws))
+            elif fault == "ws_same_percentage":
+                sender = asyncio.create_task(self._same_percentage(ws))
             else:
                 await self._frames(ws, request, fault)
             async for _ in ws:  # until the client closes
@@ -188,6 +190,12 @@ class Hostile:
             return ws  # the client dropped the connection
         finally:
             self.ws_closed.set()
+
+    @staticmethod
+    async def _same_percentage(ws: web.WebSocketResponse) -> None:
+        while not ws.closed:  # events flow, but the download does not move
+            await ws.send_str('{"status":"IN-PROGRESS","percentage":40}')
+            await asyncio.sleep(0.01)  # the server's pacing, not a wait for an event
 
     @staticmethod
     async def _pings(ws: web.WebSocketResponse) -> None:

@@ -642,3 +642,16 @@ async def test_a_stream_iterated_by_two_tasks_says_so(hostile: tuple[Hostile, st
 
 def test_no_timeout_means_no_pool_timeout_either() -> None:
     assert Timeout.coerce(None) == Timeout(connect=None, read=None, pool=None)
+
+
+async def test_a_download_that_stops_moving_is_a_stall_timeout(
+    hostile: tuple[Hostile, str],
+) -> None:
+    state, url = hostile
+    state.fault = "ws_same_percentage"  # events keep coming: ws_idle never fires
+    with anyio.fail_after(BOUND):
+        async with client(url, timeout=Timeout(ws_idle=5)) as c:
+            with pytest.raises(PiecesTimeoutError) as info:
+                async for _ in c.download_progress("m", stall_timeout=0.3):
+                    pass
+    assert info.value.phase == "stall"
