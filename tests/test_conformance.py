@@ -58,6 +58,9 @@ from aiopieces import (
     ModelNotFoundError,
     Models,
     SeededModel,
+    SeededScore,
+    SeededScoreIncrement,
+    StreamedIdentifiers,
 )
 from aiopieces import ModelDownloadProgressStatusEnum as Status
 from aiopieces.testing import SHAPES, PiecesOSEmulator, Shape, default_catalog
@@ -440,10 +443,12 @@ async def test_every_identifier_frame_validates(
     pieces_emulator: PiecesOSEmulator, shape: Shape
 ) -> None:
     """The identifier socket, read with a raw WebSocket (the official SDK generates it as a
-    plain GET), each frame judged by the official `StreamedIdentifiers`."""
+    plain GET), each frame judged by the official `StreamedIdentifiers`; ours reads the
+    same values."""
     url = pieces_emulator.url
     target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
     frames: list[OfficialIdentifiers] = []
+    decode_ours = msgspec.json.Decoder(StreamedIdentifiers)
     with anyio.fail_after(10):
         async with (
             aiohttp.ClientSession() as http,
@@ -455,6 +460,7 @@ async def test_every_identifier_frame_validates(
                 assert msg.type == aiohttp.WSMsgType.TEXT, msg
                 parsed = OfficialIdentifiers.from_json(msg.data)
                 assert parsed is not None
+                assert comparable(parsed) == comparable(decode_ours.decode(msg.data))
                 frames.append(parsed)
                 return parsed
 
@@ -527,6 +533,10 @@ async def test_the_score_increment_our_client_sends_validates(
         await increment_model_score(target)
     sent = [body for path, body in pieces_emulator.request_bodies if path.endswith("/increment")]
     assert len(sent) <= 1
+    if sent and sent[0]:
+        ours = comparable(msgspec.json.decode(sent[0], type=SeededScoreIncrement))
+        ours.pop("other", None)  # keys for other objects, which this body has none of
+        assert comparable(OfficialScoreIncrement.from_json(sent[0].decode())) == ours
     asked = OfficialScoreIncrement.from_json(sent[0].decode()) if sent and sent[0] else None
     counted = pieces_emulator.models[target].get("score", {})
     expected = {
@@ -535,3 +545,28 @@ async def test_the_score_increment_our_client_sends_validates(
         if asked is not None and asked.model is not None and getattr(asked.model, key)
     }
     assert {key: counted[key] for key in expected} == expected
+
+
+async def test_an_explicit_score_increment_our_client_sends_validates(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    """`model` and keys for other objects, as the official model reads them."""
+    increment_model_score = getattr(pieces_client, "increment_model_score", None)
+    if increment_model_score is None:  # pragma: no cover - until the client has it
+        pytest.skip("the client has no increment_model_score yet")
+    target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
+    increment = SeededScoreIncrement(
+        model=SeededScore(reuse=True, searched=True), other={"asset": {"reuse": True}}
+    )
+    with anyio.fail_after(10):
+        await increment_model_score(target, increment)
+    [body] = [body for path, body in pieces_emulator.request_bodies if path.endswith("/increment")]
+    official = OfficialScoreIncrement.from_json(body.decode())
+    assert official is not None and official.model is not None and official.asset is not None
+    assert official.model.reuse and official.model.searched and official.asset.reuse
+    assert pieces_emulator.models[target]["score"] == {
+        "manual": 0,
+        "automatic": 0,
+        "reuse": 1,
+        "searched": 1,
+    }
