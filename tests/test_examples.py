@@ -24,6 +24,13 @@ EXPECTED = {
         "Phi-2 is loaded.",
         "PiecesOS said no",
     ],
+    "live_agent.py": [
+        "watching 33 models",
+        "task 1: used",
+        "added: Team fine-tune",
+        "task 2: used Team fine-tune (reuse score 1)",
+        "deleted: False",
+    ],
     "agent_tools.py": ['"name": "load_model"', "list_models -> 33 models", "bad arguments"],
 }
 
