@@ -414,7 +414,7 @@ async def _read_json(path: str, decoder: msgspec.json.Decoder[T]) -> T:
         raise CLIError(f"{path} is not a {what}: {exc}") from None
 
 
-def _enum_flag(enum: type[E], flag: str) -> Callable[[str], str]:
+def _enum_flag(enum: type[E]) -> Callable[[str], str]:
     """An argparse type: the enum's value in any case, an unknown one as given."""
 
     def parse(text: str) -> str:
@@ -632,12 +632,12 @@ def _global_options(names: Sequence[str]) -> argparse.ArgumentParser:
 
 _EPILOG = """\
 examples:
-  aiopieces models                      the models, as a table
-  aiopieces download "Llama-2 7B Chat"  download with a progress bar (Ctrl-C cancels)
-  aiopieces show b2e7b513 --json        one model as JSON, named by an id prefix
-  aiopieces emulator                    a PiecesOS stand-in to try all of this on
+  aiopieces models                 the models, as a table
+  aiopieces download Phi-2         download with a progress bar (Ctrl-C cancels)
+  aiopieces show b2e7b513 --json   one model as JSON, named by an id prefix
+  aiopieces emulator               a PiecesOS stand-in to try all this on
 
-MODEL is a model's id, a unique prefix of it, its unique name or its display name.
+MODEL: a model's id, a unique prefix of it, its unique name or display name.
 Exit status: 0 done, 1 failed (one line on stderr says why), 130 interrupted."""
 
 
@@ -654,36 +654,55 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
-        name: str, run: Runner, help_text: str, options: Sequence[str]
+        name: str,
+        run: Runner,
+        help_text: str,
+        details: str = "",
+        options: Sequence[str] = GLOBAL_OPTIONS,
     ) -> argparse.ArgumentParser:
+        """Add a command: `help_text` in the list of commands, then `details` in its help."""
         parents = [every] if options == GLOBAL_OPTIONS else [_global_options(options)]
-        p = sub.add_parser(
-            name,
-            help=help_text,
-            description=help_text[0].upper() + help_text[1:] + ".",
-            parents=parents,
-        )
+        description = f"{help_text[0].upper()}{help_text[1:]}. {details}".strip()
+        p = sub.add_parser(name, help=help_text, description=description, parents=parents)
         p.set_defaults(run=run, options=options)
         return p
 
     def command(
-        name: str, handler: Command, help_text: str, model: bool = False
+        name: str, handler: Command, help_text: str, details: str = "", model: bool = False
     ) -> argparse.ArgumentParser:
         """Add a client command, with a MODEL argument when `model`."""
-        p = add(name, _with_client(handler), help_text, GLOBAL_OPTIONS)
+        p = add(name, _with_client(handler), help_text, details)
         if model:
             p.add_argument("model", metavar="MODEL", help="id, id prefix, unique or display name")
         return p
 
-    command("models", cmd_models, "list the models: name, id, local or cloud, state, size")
+    command(
+        "models",
+        cmd_models,
+        "list the models: name, id, local or cloud, state, size",
+        "Ids are shortened to a unique prefix, which names the model in other commands; "
+        "--json prints every field.",
+    )
     command("show", cmd_show, "show every field of one model", model=True)
-    command("download", cmd_download, "download a model with a progress bar", model=True)
+    command(
+        "download",
+        cmd_download,
+        "download a model with a progress bar",
+        "Ctrl-C cancels the download in PiecesOS. With --json: one progress event a line.",
+        model=True,
+    )
     command("cancel", cmd_cancel, "cancel a model's download", model=True)
     command("load", cmd_load, "load a downloaded model into memory", model=True)
     command("unload", cmd_unload, "unload a model from memory", model=True)
     command("unload-all", cmd_unload_all, "unload every model")
-    create = command("create", cmd_create, "create a custom model from a JSON file or flags")
-    create.add_argument("--file", help="a SeededModel as JSON; flags given too replace its fields")
+    create = command(
+        "create",
+        cmd_create,
+        "create a custom model from a JSON file or flags",
+        "Flags given with --file replace the file's fields. PiecesOS never makes a "
+        "duplicate: the same name, version, cloud and unique give back the model there is.",
+    )
+    create.add_argument("--file", help="a SeededModel as JSON (`created` defaults to now)")
     create.add_argument("--name", help="the model's name (needed without --file)")
     create.add_argument("--version", help="its version (default: 1.0.0)")
     create.add_argument(
@@ -692,33 +711,58 @@ def _parser() -> argparse.ArgumentParser:
     types = ", ".join(e.value for e in ModelTypeEnum if e.value != "UNKNOWN")
     create.add_argument(
         "--type",
-        type=_enum_flag(ModelTypeEnum, "type"),
+        type=_enum_flag(ModelTypeEnum),
         help=f"{types} (default: BALANCED)",
     )
-    usages = ", ".join(e.value for e in ModelUsageEnum if e.value != "UNKNOWN")
     create.add_argument(
         "--usage",
-        type=_enum_flag(ModelUsageEnum, "usage"),
-        help=f"what it is for (default: CODE_CONVERSATION): {usages}. "
-        "A value aiopieces does not know is sent with a warning",
+        type=_enum_flag(ModelUsageEnum),
+        help="what it is for (default: CODE_CONVERSATION; all values below)",
     )
     create.add_argument("--description", help="a description")
     create.add_argument("--unique", help="a unique name to refer to it by")
-    update = command("update", cmd_update, "update a custom model from its JSON")
-    update.add_argument("file", metavar="FILE", help="the model's JSON, as `show --json` prints it")
+    usages = ", ".join(e.value for e in ModelUsageEnum if e.value != "UNKNOWN")
+    create.epilog = (
+        f"USAGE is one of {usages}. --type and --usage ignore case; a value aiopieces "
+        "does not know (PiecesOS adds some in most releases) is sent as given, with a "
+        "warning."
+    )
+    update = command(
+        "update",
+        cmd_update,
+        "update a custom model from its JSON",
+        "Edit what `show MODEL --json` prints, then pass the file; only the fields you "
+        "changed are sent back changed.",
+    )
+    update.add_argument("file", metavar="FILE", help="the model as JSON")
     command("delete", cmd_delete, "delete a custom model", model=True)
-    command("delete-cache", cmd_delete_cache, "delete an LLM's downloaded data", model=True)
+    command(
+        "delete-cache",
+        cmd_delete_cache,
+        "delete an LLM's downloaded data",
+        "The model stays known to PiecesOS, to download again.",
+        model=True,
+    )
 
     demo = add(
         "demo",
         run_demo,
         "walk a model's lifecycle (on the bundled emulator if no PiecesOS runs)",
-        ("url", "timeout"),
+        "Read-only on a real PiecesOS unless --write: then it downloads, loads and "
+        "unloads a small local LLM, creates, updates and deletes a custom model, and "
+        "deletes the LLM's cache.",
+        options=("url", "timeout"),
     )
     demo.add_argument(
-        "--write", action="store_true", help="also download and load on a real PiecesOS"
+        "--write", action="store_true", help="also change a real PiecesOS, as described above"
     )
-    emulator = add("emulator", run_emulator, "serve the PiecesOS emulator until Ctrl-C", ())
+    emulator = add(
+        "emulator",
+        run_emulator,
+        "serve the PiecesOS emulator until Ctrl-C",
+        "Point any PiecesOS client at the URL it prints (also: python -m aiopieces.testing).",
+        options=(),
+    )
     emulator.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
@@ -730,7 +774,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.2,
         metavar="SECONDS",
-        help="pause between progress events of a download (default: %(default)s)",
+        help="pause between a download's progress events (default: %(default)s)",
     )
     emulator.add_argument(
         "--shape",
