@@ -425,6 +425,29 @@ async def test_ctrl_c_cancels_the_download_and_exits_cleanly(
     assert not pieces_emulator.model(target).downloading
 
 
+async def test_ctrl_c_under_the_progress_bar_cancels_too(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=30)
+    command = [str(SCRIPT), "download", LOCAL_NOT_DOWNLOADED, "--url", pieces_emulator.url]
+    async with (
+        await anyio.open_process(command, env=cli_env()) as process,
+        AsyncPiecesClient(pieces_emulator.url) as client,
+    ):
+        # Our own subscriber: once it sees 30%, the CLI has started the download.
+        async for event in client.download_progress(target):
+            if event.percentage is not None and event.percentage >= 30:
+                process.send_signal(signal.SIGINT)
+            if event.is_terminal:
+                break
+        code = await process.wait()
+        assert process.stderr is not None
+        err = (await process.stderr.receive()).decode()
+    assert code == 130 and err.strip() == "interrupted"
+    assert ("POST", f"/model/{target}/download/cancel") in pieces_emulator.requests
+
+
 async def test_a_closed_pipe_ends_quietly(pieces_emulator: PiecesOSEmulator) -> None:
     # `aiopieces models | head -0`: the reader is gone before the table is written.
     read_end, write_end = os.pipe()
