@@ -411,9 +411,7 @@ async def run_op(state: RunState, op: Op) -> None:
         state.violate("escaped", desc, tb_tail(exc), f"{type(exc).__name__} {innermost(exc)}")
     except asyncio.CancelledError as exc:  # no cancellation but the test's own may reach here
         outcome = "escaped"
-        state.violate(
-            "escaped", desc, tb_tail(exc), f"stray CancelledError {op.kind} {innermost(exc)}"
-        )
+        state.violate("escaped", desc, tb_tail(exc), f"stray CancelledError {innermost(exc)}")
     elapsed = time.monotonic() - began
     if elapsed > BOUND and outcome != "hang":  # a shielded wait the guard could not cut
         state.violate(
