@@ -444,7 +444,6 @@ async def _seeded_from_args(args: argparse.Namespace) -> SeededModel:
     `created` defaults to now, in a file as with flags alone.
     """
     fields: dict[str, Any]
-    source = "the flags"
     if args.file:
         try:
             raw = msgspec.json.decode(await anyio.Path(args.file).read_bytes())
@@ -452,10 +451,14 @@ async def _seeded_from_args(args: argparse.Namespace) -> SeededModel:
             raise CLIError(f"{args.file} is not JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise CLIError(f"{args.file} is not a SeededModel: expected a JSON object")
-        fields, source = raw, args.file
+        fields = raw
     elif args.name:
-        fields = {"version": "1.0.0", "cloud": False, "type": "BALANCED"}
-        fields["usage"] = ModelUsageEnum.CODE_CONVERSATION.value
+        fields = {
+            "version": "1.0.0",
+            "cloud": False,
+            "type": ModelTypeEnum.BALANCED.value,
+            "usage": ModelUsageEnum.CODE_CONVERSATION.value,
+        }
     else:
         raise CLIError("create needs --file FILE or --name NAME (or both)")
     fields.setdefault(
@@ -468,7 +471,8 @@ async def _seeded_from_args(args: argparse.Namespace) -> SeededModel:
     try:
         seed = _SEEDED.decode(msgspec.json.encode(fields))
     except msgspec.DecodeError as exc:
-        raise CLIError(f"{source} do not make a SeededModel: {exc}") from None
+        what = f"{args.file} is not" if args.file else "the flags do not make"
+        raise CLIError(f"{what} a SeededModel: {exc}") from None
     _check_enum(seed.type, "type")
     _check_enum(seed.usage, "usage")
     return seed

@@ -285,7 +285,7 @@ async def test_a_file_of_the_wrong_shape_is_one_line(
     pieces_emulator: PiecesOSEmulator, tmp_path: Path
 ) -> None:
     bad = tmp_path / "seed.json"
-    for text, message in [('{"name": 1}', "do not make a SeededModel"), ("[]", "JSON object")]:
+    for text, message in [('{"name": 1}', "seed.json is not a SeededModel"), ("[]", "JSON object")]:
         bad.write_text(text)
         code, _, err = await cli("create", "--file", str(bad), url=pieces_emulator.url)
         assert code == 1 and message in one_line(err)
