@@ -329,6 +329,42 @@ async def bench_websocket(server: Server, frames: int) -> None:
     target("websocket vs bare loop", t_bare / t_ours, ">= 0.8x", t_bare / t_ours >= 0.8)
 
 
+async def bench_identifiers(server: Server, batches: int) -> None:
+    print("7. model identifier stream", flush=True)
+    decoder = msgspec.json.Decoder(aiopieces.StreamedIdentifiers)
+    async with AsyncPiecesClient(server.ws_url) as client, aiohttp.ClientSession() as session:
+
+        async def ours() -> None:
+            count = 0
+            async for _ in client.watch_models():
+                count += 1
+                if count == batches:
+                    break
+
+        async def bare() -> None:
+            count = 0
+            async with session.ws_connect(f"{server.ws_url}/models/stream/identifiers") as ws:
+                async for msg in ws:
+                    decoder.decode(msg.data)
+                    count += 1
+                    if count == batches:
+                        break
+
+        await ours(), await bare()
+        t_ours, t_bare = await interleaved(ours, bare)
+    row(
+        "identifiers",
+        f"{batches} batches: aiopieces watch_models",
+        f"{batches / t_ours:8.0f} batches/s",
+    )
+    row(
+        "identifiers",
+        f"{batches} batches: bare aiohttp loop (floor)",
+        f"{batches / t_bare:8.0f} batches/s",
+    )
+    target("identifier stream vs bare loop", t_bare / t_ours, ">= 0.8x", t_bare / t_ours >= 0.8)
+
+
 def main() -> None:
     versions = {
         p: metadata.version(p)
@@ -349,6 +385,7 @@ def main() -> None:
     try:
         asyncio.run(bench_calls(server))
         asyncio.run(bench_websocket(server, frames))
+        asyncio.run(bench_identifiers(server, frames))
     finally:
         server.stop()
     print("\ntargets (ratios measured in this run):")

@@ -3,7 +3,8 @@
 `python -m bench._server HTTP_PORT WS_PORT FRAMES` serves, on HTTP_PORT, fixed `/models`
 and `/model/{id}` answers from a bare asyncio protocol (so that the server, not the
 clients under test, is never the bottleneck), and on WS_PORT an aiohttp progress
-WebSocket that sends FRAMES `IN-PROGRESS` frames, then `COMPLETED`.
+WebSocket that sends FRAMES `IN-PROGRESS` frames, then `COMPLETED`, and an identifier
+WebSocket that sends the current identifiers, then FRAMES - 1 batches of one change.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from aiopieces.testing import default_catalog
 CATALOG = default_catalog("schema")  # the official SDK cannot decode the pieces shape
 BY_ID = {m["id"]: msgspec.json.encode(m) for m in CATALOG}
 MODELS = msgspec.json.encode({"iterable": CATALOG})
+SNAPSHOT = msgspec.json.encode({"iterable": [{"model": {"id": m["id"]}} for m in CATALOG]})
+CHANGES = [msgspec.json.encode({"iterable": [{"model": {"id": m["id"]}}]}) for m in CATALOG]
 
 
 def make_app(frames: int) -> web.Application:
@@ -42,7 +45,18 @@ def make_app(frames: int) -> web.Application:
             pass
         return ws
 
+    async def identifiers(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_bytes(SNAPSHOT)  # the current identifiers, as PiecesOS sends first
+        for i in range(frames - 1):
+            await ws.send_bytes(CHANGES[i % len(CHANGES)])
+        async for _ in ws:
+            pass
+        return ws
+
     app = web.Application()
+    app.router.add_get("/models/stream/identifiers", identifiers)
     app.router.add_get("/models", models)
     app.router.add_get("/model/{model}", model)
     app.router.add_get("/model/{model}/download/progress", progress)
