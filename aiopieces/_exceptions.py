@@ -25,9 +25,6 @@ __all__ = [
     "PiecesTimeoutError",
 ]
 
-#: How much of an error body is kept on `PiecesAPIError.body`.
-MAX_ERROR_BODY_CHARS = 2000
-
 
 class PiecesError(Exception):
     """Base of every error aiopieces raises."""
