@@ -402,6 +402,45 @@ async def cmd_delete_cache(client: AsyncPiecesClient, args: argparse.Namespace) 
     _say(args, f"deleted the cache of {_named(model)}", out)
 
 
+async def cmd_score(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces score MODEL`: tell PiecesOS the model was used."""
+    model = await resolve_model(client, args.model)
+    await client.increment_model_score(model.id)
+    after = await client.get_model(model.id)
+    uses = after.score.reuse if after.score is not None else None
+    _say(args, f"scored {_named(after)}: used {uses or 0} times", after)
+
+
+async def cmd_health(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces health`: PiecesOS's health line."""
+    text = (await client.health()).strip()
+    first = text.splitlines()[0] if text else ""
+    _say(args, f"{client.base_url}: {first}", {"url": client.base_url, "health": text})
+
+
+async def cmd_version(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces version`: the PiecesOS version (not this command's: see --version)."""
+    version = await client.version()
+    _say(args, f"PiecesOS {version}", {"url": client.base_url, "version": version})
+
+
+async def cmd_watch(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
+    """`aiopieces watch`: model changes as they happen, until Ctrl-C."""
+
+    def say(text: str, obj: Any) -> None:
+        """One line: text, or with --json one compact JSON object (JSON Lines)."""
+        line = msgspec.json.encode(obj).decode() if args.json else text
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    async with client.live_models() as live:
+        changes = live.changes()
+        say(f"watching {len(live.models)} models (Ctrl-C to stop)", {"watching": len(live.models)})
+        async for change in changes:
+            name = _named(change.model) if change.model else change.model_id
+            say(f"{change.kind} {name}", change)
+
+
 # -- create: a SeededModel from a file and flags -------------------------------------------
 
 
@@ -740,6 +779,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     update.add_argument("file", metavar="FILE", help="the model as JSON")
     command("delete", cmd_delete, "delete a custom model", model=True)
+    command(
+        "score",
+        cmd_score,
+        "tell PiecesOS a model was used",
+        "PiecesOS ranks models by these points (a `reuse` increment).",
+        model=True,
+    )
+    command(
+        "watch",
+        cmd_watch,
+        "print model changes as they happen",
+        "One line per added, updated or deleted model until Ctrl-C; with --json, one "
+        "JSON object a line, the first saying how many models are watched.",
+    )
+    command("health", cmd_health, "check that PiecesOS answers")
+    command("version", cmd_version, "show the PiecesOS version (--version: this tool's)")
     command(
         "delete-cache",
         cmd_delete_cache,

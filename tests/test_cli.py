@@ -11,7 +11,9 @@ import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
@@ -475,3 +477,50 @@ async def test_without_rich_tables_ask_for_the_extra(pieces_emulator: PiecesOSEm
         [sys.executable, "-c", program.replace("'models'", "'--json', 'models'")], check=False
     )
     assert ok.returncode == 0  # --json needs no rich
+
+
+# -- the rest of the model surface --------------------------------------------------------
+
+
+async def test_health_and_version(pieces_emulator: PiecesOSEmulator) -> None:
+    pieces_emulator.version = "10.1.2"
+    code, out, _ = await cli("health", url=pieces_emulator.url)
+    assert code == 0 and out.strip() == f"{pieces_emulator.url}: ok"
+    code, out, _ = await cli("version", "--json", url=pieces_emulator.url)
+    assert code == 0 and json.loads(out) == {"url": pieces_emulator.url, "version": "10.1.2"}
+
+
+async def test_score(pieces_emulator: PiecesOSEmulator) -> None:
+    code, out, _ = await cli("score", "GPT-4o", url=pieces_emulator.url)
+    assert code == 0 and out.startswith("scored GPT-4o") and "used 1 times" in out
+    target = model_id(pieces_emulator, "GPT-4o")
+    assert pieces_emulator.model(target).score is not None
+
+
+async def test_watch_prints_changes_as_json_lines_until_ctrl_c(
+    pieces_emulator: PiecesOSEmulator,
+) -> None:
+    command = [str(SCRIPT), "--url", pieces_emulator.url, "watch", "--json"]
+    with anyio.fail_after(20):
+        async with await anyio.open_process(command, env=cli_env()) as process:
+            assert process.stdout is not None
+            lines = _lines(process.stdout)
+            first = json.loads(await anext(lines))
+            assert first == {"watching": len(pieces_emulator.models)}
+            async with AsyncPiecesClient(pieces_emulator.url) as client:
+                created = await client.create_model(seeded())
+            change = json.loads(await anext(lines))
+            assert change["kind"] == "added" and change["model_id"] == created.id
+            process.send_signal(signal.SIGINT)
+            code = await process.wait()
+    assert code == 130
+
+
+async def _lines(stream: Any) -> AsyncIterator[str]:
+    """Lines of a process's output as they come."""
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            buffer += await stream.receive()
+        line, buffer = buffer.split(b"\n", 1)
+        yield line.decode()
