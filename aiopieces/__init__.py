@@ -96,3 +96,30 @@ __all__ = [
     "__version__",
     "discover_pieces_os",
 ]
+
+
+def _publish(names: list[str]) -> None:
+    """Make public classes and functions report `aiopieces`, where users import them from.
+
+    Tracebacks, reprs and docs then say `aiopieces.PiecesConnectionError`, not the private
+    module that defines it, and pickle finds every class here. A class's string
+    annotations (`from __future__ import annotations`) are resolved by
+    `typing.get_type_hints` and msgspec in the module `__module__` names, which does not
+    hold their names: they are evaluated first, where they were written.
+    """
+    import contextlib
+    import inspect
+    import types
+
+    for name in names:
+        obj = globals()[name]
+        if isinstance(obj, type):
+            if inspect.get_annotations(obj):
+                with contextlib.suppress(NameError):  # a name only type checkers import
+                    obj.__annotations__ = inspect.get_annotations(obj, eval_str=True)
+            obj.__module__ = __name__
+        elif isinstance(obj, types.FunctionType):
+            obj.__module__ = __name__
+
+
+_publish(__all__)

@@ -1,0 +1,103 @@
+"""The public surface: every public name reports `aiopieces`, and still works."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import pickle
+import subprocess
+import sys
+import typing
+
+import msgspec
+import pytest
+
+import aiopieces
+
+PUBLIC = [getattr(aiopieces, name) for name in aiopieces.__all__]
+CLASSES = [obj for obj in PUBLIC if isinstance(obj, type)]
+FUNCTIONS = [obj for obj in PUBLIC if inspect.isfunction(obj)]
+STRUCTS = [cls for cls in CLASSES if issubclass(cls, msgspec.Struct)]
+ENUMS = [cls for cls in CLASSES if issubclass(cls, enum.Enum) and len(cls)]  # not OpenEnum
+
+
+def test_the_public_names_are_the_ones_we_check() -> None:
+    others = [obj for obj in PUBLIC if obj not in CLASSES and obj not in FUNCTIONS]
+    assert others == [aiopieces.DEFAULT_BASE_URL, aiopieces.__version__]  # plain strings
+    assert len(STRUCTS) >= 15 and len(ENUMS) >= 6 and FUNCTIONS
+
+
+@pytest.mark.parametrize("obj", CLASSES + FUNCTIONS, ids=lambda obj: obj.__name__)
+def test_every_public_class_and_function_reports_the_public_module(obj: object) -> None:
+    assert obj.__module__ == "aiopieces"  # type: ignore[attr-defined]
+    assert getattr(aiopieces, obj.__qualname__) is obj  # type: ignore[attr-defined]
+
+
+def test_an_error_names_its_public_class_in_a_traceback() -> None:
+    """What a user sees: the error a refused connection gives, as Python prints it."""
+    code = (
+        "import asyncio, socket, aiopieces\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0))  # bound, not listening: refused\n"
+        "url = 'http://127.0.0.1:%d' % s.getsockname()[1]\n"
+        "async def main():\n"
+        "    async with aiopieces.AsyncPiecesClient(url, retry=None) as client:\n"
+        "        await client.list_models()\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("aiopieces.PiecesConnectionError: cannot reach PiecesOS"), last
+    assert "aiopieces._" not in last
+
+
+@pytest.mark.parametrize("cls", STRUCTS, ids=lambda cls: cls.__name__)
+def test_wire_types_keep_their_type_hints_schema_and_repr(cls: type[msgspec.Struct]) -> None:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    assert set(hints) >= set(cls.__struct_fields__)
+    schema = msgspec.json.schema(cls)
+    assert schema["$defs"][cls.__name__]["title"] == cls.__name__
+    msgspec.inspect.type_info(cls)
+    assert msgspec.json.Decoder(list[cls]).decode(b"[]") == []  # type: ignore[valid-type]
+
+
+SAMPLES: list[msgspec.Struct] = [
+    aiopieces.Model(id="m1", name="Phi-2", cloud=False),
+    aiopieces.ModelDownloadProgress(
+        status=aiopieces.ModelDownloadProgressStatusEnum.IN_PROGRESS, percentage=10.0
+    ),
+    aiopieces.SeededScoreIncrement(),
+    aiopieces.Timeout(connect=1.0),
+    aiopieces.Retry(attempts=2),
+]
+
+
+@pytest.mark.parametrize("value", SAMPLES, ids=lambda value: type(value).__name__)
+def test_structs_pickle_and_repr_under_the_public_name(value: msgspec.Struct) -> None:
+    assert pickle.loads(pickle.dumps(value)) == value
+    name = type(value).__name__
+    assert f"caiopieces\n{name}\n".encode() in pickle.dumps(value, protocol=0)
+    assert repr(value).startswith(type(value).__name__ + "(")
+
+
+def test_a_decoded_model_round_trips_through_json_and_pickle() -> None:
+    raw = (
+        b'{"id": "m1", "name": "Phi-2", "created": {"value": "2024-05-22T16:00:00.000Z"},'
+        b' "foundation": "SOMETHING_NEW", "maxTokens": {"total": 2048}}'
+    )
+    model = msgspec.json.decode(raw, type=aiopieces.Model)
+    assert pickle.loads(pickle.dumps(model)) == model
+    assert msgspec.json.decode(msgspec.json.encode(model), type=aiopieces.Model) == model
+
+
+@pytest.mark.parametrize("cls", ENUMS, ids=lambda cls: cls.__name__)
+def test_enums_pickle_known_and_unknown_values(cls: type[enum.Enum]) -> None:
+    member = next(iter(cls))
+    assert pickle.loads(pickle.dumps(member)) is member
+    assert repr(member).startswith(f"<{cls.__name__}.")
+    if issubclass(cls, aiopieces.OpenEnum):
+        unknown = cls("A_VALUE_FROM_THE_FUTURE")
+        again = pickle.loads(pickle.dumps(unknown))
+        assert again == unknown and type(again) is cls and not again.is_known
