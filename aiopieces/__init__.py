@@ -19,6 +19,7 @@ from ._exceptions import (
     PiecesConnectionError,
     PiecesDecodeError,
     PiecesError,
+    PiecesRequestError,
     PiecesStreamError,
     PiecesTimeoutError,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "PiecesConnectionError",
     "PiecesDecodeError",
     "PiecesError",
+    "PiecesRequestError",
     "PiecesStreamError",
     "PiecesTimeoutError",
     "ReferencedEntity",

@@ -1,14 +1,17 @@
 """The errors aiopieces raises; nothing from aiohttp, asyncio or msgspec escapes.
 
 PiecesError
-├── PiecesConnectionError      PiecesOS cannot be reached (not running? wrong URL?)
-├── PiecesTimeoutError         a configured timeout ran out
-├── PiecesAPIError             PiecesOS answered with a non-2xx status
-│   └── ModelNotFoundError     410 or 404: no model with that id
-├── PiecesDecodeError          a 2xx body or WebSocket frame is not the expected type
-├── PiecesStreamError          a download ended unseen: its stream cannot say how
-├── ModelLookupError           no model, or several, by that name (also a LookupError)
-└── PiecesClientStateError     the client is not open (use `async with`) or is closed
+├── PiecesRequestError             a request was involved: .method and .url say which
+│   ├── PiecesConnectionError      PiecesOS cannot be reached (not running? wrong URL?)
+│   ├── PiecesTimeoutError         a configured timeout ran out; .phase says which
+│   ├── PiecesAPIError             PiecesOS answered with a non-2xx status
+│   │   └── ModelNotFoundError     410 or 404: no model with that id
+│   ├── PiecesDecodeError          a body or WebSocket frame is not the expected type
+│   └── PiecesStreamError          a download ended unseen: its stream cannot say how
+├── ModelLookupError               no model, or several, by that name (also a LookupError)
+└── PiecesClientStateError         the client is not open (use `async with`) or is closed
+
+Every error raised because of an aiohttp, OS or msgspec error keeps it as `__cause__`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ __all__ = [
     "PiecesConnectionError",
     "PiecesDecodeError",
     "PiecesError",
+    "PiecesRequestError",
     "PiecesStreamError",
     "PiecesTimeoutError",
 ]
@@ -30,30 +34,49 @@ class PiecesError(Exception):
     """Base of every error aiopieces raises."""
 
 
-class PiecesConnectionError(PiecesError):
+class PiecesRequestError(PiecesError):
+    """An error that concerns one request: `method` and `url` say which."""
+
+    #: The request's method (`GET` for a WebSocket handshake), when known.
+    method: str | None = None
+    #: The request's URL, when known.
+    url: str | None = None
+
+    def __init__(self, message: str, *, method: str | None = None, url: str | None = None):
+        self.method = method
+        self.url = url
+        super().__init__(message)
+
+
+class PiecesConnectionError(PiecesRequestError):
     """PiecesOS could not be reached at the URL tried."""
 
-    def __init__(self, url: str, reason: str, *, request_sent: bool = True) -> None:
-        self.url = url
+    def __init__(
+        self, url: str, reason: str, *, request_sent: bool = True, method: str | None = None
+    ) -> None:
         self.reason = reason
         #: False when the connection itself failed, so PiecesOS never saw the request.
         self.request_sent = request_sent
         super().__init__(
             f"cannot reach PiecesOS at {url}: {reason}. Is PiecesOS running? "
-            "Set the URL with AsyncPiecesClient(base_url) or PIECES_OS_URL."
+            "Set the URL with AsyncPiecesClient(base_url) or PIECES_OS_URL.",
+            method=method,
+            url=url,
         )
 
 
-class PiecesTimeoutError(PiecesError):
+class PiecesTimeoutError(PiecesRequestError):
     """A configured timeout ran out before PiecesOS answered; `phase` says which one."""
 
-    def __init__(self, message: str, *, phase: str) -> None:
-        #: Which bound ran out: `connect`, `pool`, `read`, `total` or `ws_idle`.
+    def __init__(
+        self, message: str, *, phase: str, method: str | None = None, url: str | None = None
+    ) -> None:
+        #: Which bound ran out: `connect`, `pool`, `read`, `total`, `ws_idle` or `stall`.
         self.phase = phase
-        super().__init__(message)
+        super().__init__(message, method=method, url=url)
 
 
-class PiecesAPIError(PiecesError):
+class PiecesAPIError(PiecesRequestError):
     """PiecesOS answered with a status outside 2xx."""
 
     def __init__(
@@ -83,18 +106,30 @@ class PiecesAPIError(PiecesError):
             detail = "(empty body)"
         if len(detail) > 160:
             detail = detail[:157] + "..."
-        super().__init__(f"{method} {url} answered {status}: {detail}")
+        super().__init__(f"{method} {url} answered {status}: {detail}", method=method, url=url)
 
 
 class ModelNotFoundError(PiecesAPIError):
     """PiecesOS knows no model with the requested id (410 or 404)."""
 
 
-class PiecesDecodeError(PiecesError):
+class PiecesDecodeError(PiecesRequestError):
     """A 2xx body or WebSocket frame is not the expected type; the message says where."""
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        preview: str | None = None,
+    ) -> None:
+        #: The start of what could not be decoded, when there was something.
+        self.preview = preview
+        super().__init__(message, method=method, url=url)
 
-class PiecesStreamError(PiecesError):
+
+class PiecesStreamError(PiecesRequestError):
     """A download ended while its progress socket was down, and not by completing."""
 
 
