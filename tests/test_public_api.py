@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import enum
 import inspect
+import os
 import pickle
 import subprocess
 import sys
+import tarfile
+import tomllib
 import typing
+import zipfile
+from pathlib import Path
 
 import msgspec
 import pytest
 
 import aiopieces
 
+ROOT = Path(__file__).parent.parent
 PUBLIC = [getattr(aiopieces, name) for name in aiopieces.__all__]
 CLASSES = [obj for obj in PUBLIC if isinstance(obj, type)]
 FUNCTIONS = [obj for obj in PUBLIC if inspect.isfunction(obj)]
@@ -101,3 +107,44 @@ def test_enums_pickle_known_and_unknown_values(cls: type[enum.Enum]) -> None:
         unknown = cls("A_VALUE_FROM_THE_FUTURE")
         again = pickle.loads(pickle.dumps(unknown))
         assert again == unknown and type(again) is cls and not again.is_known
+
+
+def test_the_wheel_and_the_sdist_carry_the_license(tmp_path: Path) -> None:
+    """Both distributions, built by the backend pyproject.toml names, hold LICENSE whole."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    backend = tmp_path / "backend"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run(
+        [*pip, "--target", str(backend), *project["build-system"]["requires"]],
+        check=True,
+        timeout=120,
+    )
+    out = tmp_path / "dist"
+    build = (
+        "import sys, hatchling.build as b\n"
+        "print(b.build_wheel(sys.argv[1]))\n"
+        "print(b.build_sdist(sys.argv[1]))\n"
+    )
+    built = subprocess.run(
+        [sys.executable, "-c", build, str(out)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(backend)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.split()
+    wheel, sdist = (out / name for name in built)
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.startswith("MIT License\n\nCopyright (c) 2026 the aiopieces authors\n")
+
+    with zipfile.ZipFile(wheel) as archive:
+        info = f"aiopieces-{aiopieces.__version__}.dist-info"
+        assert archive.read(f"{info}/licenses/LICENSE").decode() == license_text
+        metadata = archive.read(f"{info}/METADATA").decode()
+    assert "License-Expression: MIT" in metadata.splitlines()
+    assert "License-File: LICENSE" in metadata.splitlines()
+
+    with tarfile.open(sdist) as archive:
+        member = archive.extractfile(f"aiopieces-{aiopieces.__version__}/LICENSE")
+        assert member is not None and member.read().decode() == license_text
