@@ -343,8 +343,9 @@ class AsyncPiecesClient:
         served_json: msgspec.Raw = await self._call(_GET_RAW, model.id)
         raw = bytes(served_json)  # bytes, for a decode error's preview
         what = f"GET /model/{model_segment(model.id)}"
-        current = decode(_JSON_OBJECT, raw, what)
-        served = decode(_MODEL, raw, what)
+        url = str(self._ws_target(f"/model/{model_segment(model.id)}"))
+        current = decode(_JSON_OBJECT, raw, what, method="GET", url=url)
+        served = decode(_MODEL, raw, what, method="GET", url=url)
         return await self._call(_UPDATE, body=merge_into(current, served, model))
 
     def download_progress(
@@ -435,6 +436,8 @@ class AsyncPiecesClient:
         raise PiecesTimeoutError(
             f"PiecesOS at {self.base_url} was not ready within {timeout} s (last: {last})",
             phase="total",
+            method="GET",
+            url=str(self._ws_target("/.well-known/health")),
         )
 
     async def _cancel_on_exit(self, model_id: str) -> None:
@@ -545,7 +548,13 @@ class AsyncPiecesClient:
             return payload.decode("utf-8", "replace")  # type: ignore[return-value]  # T is str
         if endpoint.decoder is None:
             return None  # type: ignore[return-value]  # T is None for no-body endpoints
-        return decode(endpoint.decoder, payload, f"{endpoint.method} {url}")
+        return decode(
+            endpoint.decoder,
+            payload,
+            f"{endpoint.method} {url}",
+            method=endpoint.method,
+            url=str(url),
+        )
 
     def _ws_target(self, path: str) -> yarl.URL:
         """The HTTP URL of a WebSocket endpoint's already-encoded `path`."""

@@ -138,7 +138,9 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
         raise PiecesStreamError(
             f"{self._url}: the download ended while the progress WebSocket was reconnecting, "
             "without completing: PiecesOS reports the model neither downloading nor "
-            "downloaded (it failed or was canceled)"
+            "downloaded (it failed or was canceled)",
+            method="GET",
+            url=self._url,
         )
 
     def _restart_stall_clock(self) -> None:

@@ -182,12 +182,14 @@ class WebSocketStream(Generic[E]):
             # aiohttp asserts the transport is still there after the handshake; a peer that
             # drops the connection at that moment trips it. A failed connect, retryable.
             raise PiecesConnectionError(
-                str(url), "the connection closed during the WebSocket handshake"
+                str(url), "the connection closed during the WebSocket handshake", method="GET"
             ) from exc
         except TimeoutError:  # ours: aiohttp's timeouts are PiecesTimeoutError by now
             raise PiecesTimeoutError(
                 f"GET {url}: no WebSocket handshake within {handshake} s (connect + read)",
                 phase="connect",
+                method="GET",
+                url=str(url),
             ) from None
         if self._abort_reason is not None:  # the client closed while we connected
             await close_ws(ws)
@@ -206,7 +208,9 @@ class WebSocketStream(Generic[E]):
             await close_ws(old)
         if policy.attempts == 1 or self._reconnects_in_a_row > MAX_RECONNECTS:
             raise PiecesConnectionError(
-                self._url, f"{dropped}; gave up after {self._reconnects_in_a_row - 1} reconnects"
+                self._url,
+                f"{dropped}; gave up after {self._reconnects_in_a_row - 1} reconnects",
+                method="GET",
             )
         logger.debug("%s: reconnecting (%d)", dropped, self.reconnects)
         try:
@@ -215,7 +219,7 @@ class WebSocketStream(Generic[E]):
             raise
         except PiecesError as exc:
             raise PiecesConnectionError(
-                self._url, f"{dropped}, and reconnecting failed: {exc}"
+                self._url, f"{dropped}, and reconnecting failed: {exc}", method="GET"
             ) from exc
         await self._on_reconnect()
 
@@ -265,10 +269,14 @@ class WebSocketStream(Generic[E]):
                                 f"no progress for {self._stall_timeout} s on {self._url} "
                                 "(stall timeout)",
                                 phase="stall",
+                                method="GET",
+                                url=self._url,
                             )
                         raise PiecesTimeoutError(
                             f"no {self._kind} event for {idle} s on {self._url} (ws_idle timeout)",
                             phase="ws_idle",
+                            method="GET",
+                            url=self._url,
                         )
             except (aiohttp.ClientError, OSError) as exc:
                 # aiohttp answers pings from inside receive(); a socket closing under that
@@ -278,7 +286,13 @@ class WebSocketStream(Generic[E]):
                 continue
             self._raise_if_aborted()
             if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                event = decode(self._decoder, msg.data, f"{self._kind} frame from {self._url}")
+                event = decode(
+                    self._decoder,
+                    msg.data,
+                    f"{self._kind} frame from {self._url}",
+                    method="GET",
+                    url=self._url,
+                )
                 if self._event_restores_reconnects:
                     self._reconnects_in_a_row = 0
                 return event
@@ -292,7 +306,9 @@ class WebSocketStream(Generic[E]):
             code = _error_code(msg)
             if code in _BAD_DATA:
                 raise PiecesDecodeError(
-                    f"{self._kind} frame from {self._url}: {_describe(msg)} (refused, not retried)"
+                    f"{self._kind} frame from {self._url}: {_describe(msg)} (refused, not retried)",
+                    method="GET",
+                    url=self._url,
                 )
             if (
                 msg.type == aiohttp.WSMsgType.CLOSE
@@ -303,6 +319,7 @@ class WebSocketStream(Generic[E]):
                 raise PiecesConnectionError(
                     self._url,
                     f"the {self._kind} WebSocket was closed with code {msg.data}{extra}",
+                    method="GET",
                 )
             # Dropped (no close frame, an error, a dead peer) or a server restarting.
             await self._reconnect(_describe(msg, ws.close_code))

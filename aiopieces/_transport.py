@@ -96,33 +96,47 @@ def to_pieces_error(exc: Exception, method: str, url: str, timeout: Timeout) -> 
             f"{method} {url}: no connection within {timeout.connect} s (connect timeout: "
             "nothing accepted it, or the session's connector had no free connection)",
             phase="connect",
+            method=method,
+            url=url,
         )
     if isinstance(exc, aiohttp.SocketTimeoutError):
         return PiecesTimeoutError(
-            f"{method} {url}: no data for {timeout.read} s (read timeout)", phase="read"
+            f"{method} {url}: no data for {timeout.read} s (read timeout)",
+            phase="read",
+            method=method,
+            url=url,
         )
     if isinstance(exc, TimeoutError):
         return PiecesTimeoutError(
             f"{method} {url}: no complete answer within {timeout.total} s (total timeout)",
             phase="total",
+            method=method,
+            url=url,
         )
     if isinstance(exc, aiohttp.ClientConnectorError):
         # The connection itself failed: PiecesOS never saw the request.
         reason = exc.os_error.strerror or str(exc)
-        return PiecesConnectionError(url, reason, request_sent=False)
+        return PiecesConnectionError(url, reason, request_sent=False, method=method)
     if isinstance(exc, aiohttp.TooManyRedirects):
-        return PiecesConnectionError(url, f"too many redirects ({len(exc.history)})")
+        return PiecesConnectionError(url, f"too many redirects ({len(exc.history)})", method=method)
     if isinstance(exc, aiohttp.ClientResponseError):
-        return PiecesConnectionError(url, f"{type(exc).__name__}: {exc.message}")
+        return PiecesConnectionError(url, f"{type(exc).__name__}: {exc.message}", method=method)
     if isinstance(exc, aiohttp.ClientError | OSError):
         reason = str(exc) or type(exc).__name__
-        return PiecesConnectionError(url, f"the connection failed ({reason})")
+        return PiecesConnectionError(url, f"the connection failed ({reason})", method=method)
     if isinstance(exc, UnicodeDecodeError | msgspec.DecodeError):
-        return PiecesDecodeError(f"{method} {url}: {exc}")
+        return PiecesDecodeError(f"{method} {url}: {exc}", method=method, url=url)
     return exc
 
 
-def decode(decoder: msgspec.json.Decoder[T], data: bytes | str, what: str) -> T:
+def decode(
+    decoder: msgspec.json.Decoder[T],
+    data: bytes | str,
+    what: str,
+    *,
+    method: str | None = None,
+    url: str | None = None,
+) -> T:
     """Decode `data`, raising `PiecesDecodeError` with where in the payload it failed."""
     try:
         return decoder.decode(data)
@@ -130,7 +144,9 @@ def decode(decoder: msgspec.json.Decoder[T], data: bytes | str, what: str) -> T:
         # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string, and
         # RecursionError for arrays or objects nested thousands deep.
         preview = data[:200] if isinstance(data, str) else data[:200].decode("utf-8", "replace")
-        raise PiecesDecodeError(f"{what}: {exc}; payload starts {preview!r}") from exc
+        raise PiecesDecodeError(
+            f"{what}: {exc}; payload starts {preview!r}", method=method, url=url, preview=preview
+        ) from exc
 
 
 async def read_body(
@@ -147,7 +163,9 @@ async def read_body(
         # Not compressed: the declared length is what lands in memory.
         if length > limit:
             raise PiecesDecodeError(
-                f"{resp.method} {resp.url}: body of {length} bytes exceeds {limit}"
+                f"{resp.method} {resp.url}: body of {length} bytes exceeds {limit}",
+                method=resp.method,
+                url=str(resp.url),
             )
         if resp.content.is_eof():
             return await resp.read()  # the common case: all of it is here already
@@ -160,13 +178,20 @@ async def read_body(
             chunk = await resp.content.readany()
         if scope.cancelled_caught:
             raise PiecesTimeoutError(
-                f"{resp.method} {resp.url}: no data for {idle} s (read timeout)", phase="read"
+                f"{resp.method} {resp.url}: no data for {idle} s (read timeout)",
+                phase="read",
+                method=resp.method,
+                url=str(resp.url),
             )
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > limit:
-            raise PiecesDecodeError(f"{resp.method} {resp.url}: body exceeds {limit} bytes")
+            raise PiecesDecodeError(
+                f"{resp.method} {resp.url}: body exceeds {limit} bytes",
+                method=resp.method,
+                url=str(resp.url),
+            )
         chunks.append(chunk)
 
 
@@ -227,6 +252,8 @@ async def _wait_for_slot(
             f"{method} {url}: every request slot of this client (max_connections) stayed "
             f"busy for {timeout.pool} s (pool timeout)",
             phase="pool",
+            method=method,
+            url=str(url),
         ) from None
 
 
