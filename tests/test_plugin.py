@@ -12,18 +12,65 @@ pytest_plugins = ["pytester"]
 README = Path(__file__).parent.parent / "README.md"
 
 
+def readme_section() -> str:
+    return README.read_text().split("## Testing your app", 1)[1].split("\n## ", 1)[0]
+
+
 def readme_user_test() -> str:
-    section = README.read_text().split("## Testing your app", 1)[1]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    return re.findall(r"```python\n(.*?)```", readme_section(), flags=re.S)[0]
 
 
-def test_the_readme_user_test_passes_with_only_the_documented_fixtures(
+def readme_pytest_config() -> str:
+    return re.findall(r"```toml\n(.*?)```", readme_section(), flags=re.S)[0]
+
+
+def test_the_readme_user_test_passes_in_a_project_with_no_configuration(
     pytester: pytest.Pytester,
 ) -> None:
+    """A user's own project: an empty pytest.ini, pytest-asyncio in its default strict mode."""
     pytester.makepyfile(test_user_app=readme_user_test())
-    pytester.makeini("[pytest]\nasyncio_mode = auto\n")
+    pytester.makeini("[pytest]\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["asyncio: mode=*STRICT*"])
+    result.assert_outcomes(passed=2, warnings=0)
+
+
+def test_the_readme_user_test_passes_under_the_readme_configuration_without_marks(
+    pytester: pytest.Pytester,
+) -> None:
+    """The README's auto-mode `pyproject.toml`, and the test with its `pytestmark` left out."""
+    config = readme_pytest_config()
+    assert 'asyncio_mode = "auto"' in config
+    pytester.makepyprojecttoml(config)
+    code = readme_user_test()
+    marks = [line for line in code.splitlines() if line.startswith("pytestmark = ")]
+    assert len(marks) == 1
+    pytester.makepyfile(test_user_app=code.replace(marks[0], ""))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["asyncio: mode=*AUTO*"])
+    result.assert_outcomes(passed=2, warnings=0)
+    assert "Warning" not in result.stderr.str()  # the loop scope is set: nothing to say
+
+
+def test_an_unmarked_async_test_in_strict_mode_is_told_what_to_do(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_user_app="""
+async def test_unmarked(pieces_client):
+    await pieces_client.list_models()
+"""
+    )
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "test_unmarked is an async test that pytest-asyncio will not run: *"
+            'pytestmark = pytest.mark.asyncio*asyncio_mode = "auto"*'
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
 
 
 def test_a_user_test_can_fail(pytester: pytest.Pytester) -> None:
