@@ -343,7 +343,7 @@ class AsyncPiecesClient:
         served_json: msgspec.Raw = await self._call(_GET_RAW, model.id)
         raw = bytes(served_json)  # bytes, for a decode error's preview
         what = f"GET /model/{model_segment(model.id)}"
-        url = str(self._ws_target(f"/model/{model_segment(model.id)}"))
+        url = str(self._url_of(f"/model/{model_segment(model.id)}"))
         current = decode(_JSON_OBJECT, raw, what, method="GET", url=url)
         served = decode(_MODEL, raw, what, method="GET", url=url)
         return await self._call(_UPDATE, body=merge_into(current, served, model))
@@ -357,7 +357,7 @@ class AsyncPiecesClient:
         `async with client.download_progress(m) as events`; ends after a terminal status.
         """
         return DownloadProgress(
-            self, model_id, start_download=False, cancel_on_exit=False, stall_timeout=stall_timeout
+            _StreamHost(self), model_id, get_model=self.get_model, stall_timeout=stall_timeout
         )
 
     def download(
@@ -376,10 +376,11 @@ class AsyncPiecesClient:
         and `eta` tell more when PiecesOS gives the model's size.
         """
         return DownloadProgress(
-            self,
+            _StreamHost(self),
             model_id,
-            start_download=True,
-            cancel_on_exit=cancel_on_exit,
+            get_model=self.get_model,
+            start=self.download_model,
+            cancel_on_exit=self._cancel_on_exit if cancel_on_exit else None,
             stall_timeout=stall_timeout,
         )
 
@@ -400,11 +401,11 @@ class AsyncPiecesClient:
         Use as `async for batch in client.watch_models()` or with `async with`; the first
         batch on every (re)connected socket lists every model (`stream.snapshot`).
         """
-        return ModelWatch(self)
+        return ModelWatch(_StreamHost(self))
 
     def live_models(self) -> LiveModels:
         """A dict of models kept current from `watch_models()`: `async with` it."""
-        return LiveModels(self)
+        return LiveModels(self.watch_models(), self.get_model)
 
     # -- the PiecesOS runtime ------------------------------------------------------
 
@@ -437,7 +438,7 @@ class AsyncPiecesClient:
             f"PiecesOS at {self.base_url} was not ready within {timeout} s (last: {last})",
             phase="total",
             method="GET",
-            url=str(self._ws_target("/.well-known/health")),
+            url=str(self._url_of("/.well-known/health")),
         )
 
     async def _cancel_on_exit(self, model_id: str) -> None:
@@ -556,9 +557,45 @@ class AsyncPiecesClient:
             url=str(url),
         )
 
-    def _ws_target(self, path: str) -> yarl.URL:
-        """The HTTP URL of a WebSocket endpoint's already-encoded `path`."""
+    def _url_of(self, path: str) -> yarl.URL:
+        """The HTTP URL of an already-encoded `path` on PiecesOS, where it is now."""
         return join_url(self.base_url, path)
+
+
+class _StreamHost:
+    """What a stream of one client (view) may use of it: see `StreamHost`."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: AsyncPiecesClient) -> None:
+        self._client = client
+
+    @property
+    def timeout(self) -> Timeout:
+        return self._client.timeout
+
+    @property
+    def retry(self) -> Retry:
+        return self._client.retry
+
+    @property
+    def max_frame_bytes(self) -> int:
+        return self._client._max_response_bytes
+
+    def session(self) -> aiohttp.ClientSession:
+        return self._client._session()
+
+    def url(self, path: str) -> yarl.URL:
+        return self._client._url_of(path)
+
+    def attach(self, stream: WebSocketStream[Any]) -> None:
+        self._client._conn.streams.add(stream)
+
+    def detach(self, stream: WebSocketStream[Any]) -> None:
+        self._client._conn.streams.discard(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._client._conn.sleep(seconds)
 
 
 def _running_asyncio_loop() -> asyncio.AbstractEventLoop:

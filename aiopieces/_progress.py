@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 import anyio
 import msgspec
 
 from ._enums import ModelDownloadProgressStatusEnum
 from ._exceptions import PiecesAPIError, PiecesStreamError
-from ._streams import MAX_RECONNECTS, WebSocketStream
+from ._streams import MAX_RECONNECTS, StreamHost, WebSocketStream
 from ._transport import CLOSE_TIMEOUT, model_segment
-from ._types import ModelDownloadProgress
+from ._types import Model, ModelDownloadProgress
 
-if TYPE_CHECKING:
-    from ._client import AsyncPiecesClient
+#: A call about one model: starting its download, asking its state, cancelling.
+ModelCall = Callable[[str], Awaitable[object]]
 
 __all__ = ["MAX_RECONNECTS", "DownloadProgress"]
 
@@ -38,25 +38,27 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
 
     def __init__(
         self,
-        client: AsyncPiecesClient,
+        host: StreamHost,
         model_id: str,
         *,
-        start_download: bool,
-        cancel_on_exit: bool,
+        get_model: Callable[[str], Awaitable[Model]],
+        start: Callable[[str], Awaitable[Model]] | None = None,
+        cancel_on_exit: ModelCall | None = None,
         stall_timeout: float | None = None,
     ) -> None:
-        """Prepare the stream; nothing connects before iteration or `async with`."""
+        """Prepare the stream; nothing connects before iteration or `async with`.
+
+        `start` starts the download once the socket is open; `cancel_on_exit` is called
+        when the stream ends early after that; `get_model` catches up after a reconnect.
+        """
         if stall_timeout is not None and stall_timeout <= 0:
             raise ValueError(f"stall_timeout must be positive or None, not {stall_timeout!r}")
         segment = model_segment(model_id)  # a bad id fails here, before any I/O
-        super().__init__(
-            client,
-            lambda: client._ws_target(f"/model/{segment}/download/progress"),
-            _PROGRESS,
-        )
+        super().__init__(host, f"/model/{segment}/download/progress", _PROGRESS)
         self._model_id = model_id
-        self._start_download = start_download
-        self._cancel_on_exit = cancel_on_exit
+        self._get_model = get_model
+        self._start = start
+        self._cancel = cancel_on_exit
         #: The download was (or may have been) started by us: a cancel may be owed.
         self._download_requested = False
         self._cancel_sent = False
@@ -101,14 +103,14 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
 
     async def _on_open(self) -> None:
         self._restart_stall_clock()
-        if not self._start_download:
+        if self._start is None:
             return
         # The socket is open before the download starts, so no early event is lost. From
         # here on PiecesOS may start the download even if we never see its answer (we are
         # cancelled, or time out): a cancel may be owed.
         self._download_requested = True
         try:
-            model = await self._client.download_model(self._model_id)
+            model = await self._start(self._model_id)
         except PiecesAPIError as exc:
             if not 502 <= exc.status <= 504:  # a gateway cannot say what happened
                 self._download_requested = False  # PiecesOS refused: nothing started
@@ -129,7 +131,7 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
         """
         if not (self._download_requested or self._download_seen):
             return
-        model = await self._client.get_model(self._model_id)
+        model = await self._get_model(self._model_id)
         if model.downloading:
             return  # still going: its events come on the new socket
         if model.downloaded:
@@ -164,19 +166,20 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
 
     async def _on_close(self) -> None:
         """Send the cancel owed, if any: at most once, shielded, within `CLOSE_TIMEOUT`."""
+        cancel = self._cancel
         must_cancel = (
-            self._cancel_on_exit
+            cancel is not None
             and self._download_requested
             and not self._finished
             and not self._cancel_sent
         )
-        if not must_cancel:
+        if cancel is None or not must_cancel:
             return
         self._cancel_sent = True
         # Shielded: the cancel must go out even when we got here by being cancelled.
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT) as scope:
             try:
-                await self._client._cancel_on_exit(self._model_id)
+                await cancel(self._model_id)
             except Exception as exc:  # a cleanup must not raise: say what was lost
                 logger.warning("could not cancel the download of %s: %s", self._model_id, exc)
         if scope.cancelled_caught:

@@ -10,15 +10,16 @@ stream's events are, what ends it, and what to do after a reconnect are its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import aiohttp
 import anyio
 import msgspec
 import yarl
 
+from ._config import Timeout
 from ._exceptions import (
     PiecesClientStateError,
     PiecesConnectionError,
@@ -26,13 +27,10 @@ from ._exceptions import (
     PiecesError,
     PiecesTimeoutError,
 )
-from ._retry import with_retries
+from ._retry import Retry, with_retries
 from ._transport import CLOSE_TIMEOUT, close_ws, decode, translate_errors, ws_url
 
-if TYPE_CHECKING:
-    from ._client import AsyncPiecesClient
-
-__all__ = ["MAX_RECONNECTS", "WebSocketStream"]
+__all__ = ["MAX_RECONNECTS", "StreamHost", "WebSocketStream"]
 
 logger = logging.getLogger("aiopieces")
 
@@ -52,8 +50,51 @@ MAX_RECONNECTS = 10
 _HEARTBEAT = 30.0
 
 
+class StreamHost(Protocol):
+    """What a stream needs from the client that opened it, and nothing more."""
+
+    @property
+    def timeout(self) -> Timeout:
+        """The timeouts that apply (`connect`, `read` for the handshake; `ws_idle`)."""
+        ...
+
+    @property
+    def retry(self) -> Retry:
+        """The retry policy for connecting and reconnecting."""
+        ...
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame accepted (the client's `max_response_bytes`)."""
+        ...
+
+    def session(self) -> aiohttp.ClientSession:
+        """The open HTTP session; `PiecesClientStateError` when the client is not open."""
+        ...
+
+    def url(self, path: str) -> yarl.URL:
+        """The HTTP URL of an already-encoded `path` on PiecesOS (where it is now)."""
+        ...
+
+    def attach(self, stream: WebSocketStream[Any]) -> None:
+        """Let the client finish `stream` when it closes."""
+        ...
+
+    def detach(self, stream: WebSocketStream[Any]) -> None:
+        """`stream` is finished: the client need not wait for it."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait between tries; ends early, with an error, when the client closes."""
+        ...
+
+
 class WebSocketStream(Generic[E]):
-    """The reconnecting core of a PiecesOS stream; subclasses say what its events mean."""
+    """The reconnecting core of a PiecesOS stream; subclasses say what its events mean.
+
+    Iterate it (`async for`), or enter it (`async with stream:`), which connects at once,
+    then iterate or `anext()` it; leaving the block closes it.
+    """
 
     #: What the stream is called in messages ("progress", "model identifier").
     _kind = "stream"
@@ -64,15 +105,10 @@ class WebSocketStream(Generic[E]):
     #: all): for streams that run for days.
     _event_restores_reconnects = False
 
-    def __init__(
-        self,
-        client: AsyncPiecesClient,
-        url: Callable[[], yarl.URL],
-        decoder: msgspec.json.Decoder[E],
-    ) -> None:
+    def __init__(self, host: StreamHost, path: str, decoder: msgspec.json.Decoder[E]) -> None:
         """Prepare the stream; nothing connects before iteration or `async with`."""
-        self._client = client
-        self._make_url = url
+        self._host = host
+        self._path = path
         self._decoder = decoder
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._url = ""
@@ -84,7 +120,9 @@ class WebSocketStream(Generic[E]):
         self._closing: anyio.Event | None = None
         #: A task is iterating: a second one would steal its frames.
         self._iterating = False
+        #: The events read inside `async with`; a bare `async for` makes its own.
         self._iterator: AsyncGenerator[E, None] | None = None
+        self._entered = False
         #: How many times the socket dropped and was replaced during this stream.
         self.reconnects = 0
         self._reconnects_in_a_row = 0
@@ -92,10 +130,10 @@ class WebSocketStream(Generic[E]):
         self._stall_deadline: float | None = None
         self._stall_timeout: float | None = None
 
-    async def __aenter__(self) -> AsyncIterator[E]:
+    async def __aenter__(self) -> Self:
         await self._open()
-        self._iterator = self._events()
-        return self._iterator
+        self._entered = True
+        return self
 
     async def __aexit__(
         self,
@@ -108,7 +146,17 @@ class WebSocketStream(Generic[E]):
         await self._close()
 
     def __aiter__(self) -> AsyncIterator[E]:
+        if self._entered:
+            return self  # inside `async with`: one sequence of events, however read
+        # A generator of its own: after a bare `async for ... break`, dropping it closes
+        # the socket, as it would any async generator.
         return self._events()
+
+    async def __anext__(self) -> E:
+        """The next event (after `async with`); `StopAsyncIteration` at the end."""
+        if self._iterator is None:
+            self._iterator = self._events()
+        return await anext(self._iterator)
 
     async def abort(self, reason: str) -> None:
         """End the stream from outside (the client closing), as its owner asked.
@@ -141,10 +189,9 @@ class WebSocketStream(Generic[E]):
         self._raise_if_aborted()
         if self._finished:
             raise PiecesClientStateError(f"this {self._kind} stream has ended; start a new one")
-        client = self._client
-        self._url = str(self._make_url())
+        self._url = str(self._host.url(self._path))
         # Registered before any I/O, so that closing the client finds it at every step.
-        client._conn.streams.add(self)
+        self._host.attach(self)
         try:
             await self._connect_with_retries()
             await self._on_open()
@@ -153,20 +200,16 @@ class WebSocketStream(Generic[E]):
             raise
 
     async def _connect_with_retries(self) -> None:
-        client = self._client
+        host = self._host
         await with_retries(
-            self._connect,
-            idempotent=True,
-            policy=client.retry,
-            what=self._url,
-            sleep=client._conn.sleep,
+            self._connect, idempotent=True, policy=host.retry, what=self._url, sleep=host.sleep
         )
 
     async def _connect(self) -> None:
-        client = self._client
-        session = client._session()
-        url = self._make_url()
-        timeout = client.timeout
+        host = self._host
+        session = host.session()
+        url = host.url(self._path)  # where PiecesOS is now: it may have moved
+        timeout = host.timeout
         handshake = None
         if timeout.connect is not None and timeout.read is not None:
             handshake = timeout.connect + timeout.read
@@ -176,7 +219,7 @@ class WebSocketStream(Generic[E]):
                     ws_url(url),
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
                     heartbeat=_HEARTBEAT,
-                    max_msg_size=client._max_response_bytes,
+                    max_msg_size=host.max_frame_bytes,
                 )
         except AssertionError as exc:
             # aiohttp asserts the transport is still there after the handshake; a peer that
@@ -199,7 +242,7 @@ class WebSocketStream(Generic[E]):
 
     async def _reconnect(self, reason: str) -> None:
         """Replace a dropped socket, then let the stream catch up."""
-        policy = self._client.retry
+        policy = self._host.retry
         self.reconnects += 1
         self._reconnects_in_a_row += 1
         dropped = f"the {self._kind} WebSocket dropped ({reason})"
@@ -245,7 +288,7 @@ class WebSocketStream(Generic[E]):
 
     async def _receive(self) -> E | None:
         """The next event, `None` at a normal end; only events reset `ws_idle`."""
-        idle = self._client.timeout.ws_idle
+        idle = self._host.timeout.ws_idle
         idle_deadline = None if idle is None else anyio.current_time() + idle
         while True:
             deadline = _earliest(idle_deadline, self._stall_deadline)
@@ -348,7 +391,7 @@ class WebSocketStream(Generic[E]):
             await self._on_close()
         finally:
             # Left in the client's streams until now, so that `aclose()` waits for us.
-            self._client._conn.streams.discard(self)
+            self._host.detach(self)
             self._closing.set()
             self._closing = None
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import anyio
 import msgspec
@@ -14,11 +14,8 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._exceptions import ModelNotFoundError
-from ._streams import WebSocketStream
+from ._streams import StreamHost, WebSocketStream
 from ._types import Model, StreamedIdentifiers
-
-if TYPE_CHECKING:
-    from ._client import AsyncPiecesClient
 
 __all__ = ["LiveModels", "ModelChange", "ModelWatch"]
 
@@ -41,9 +38,9 @@ class ModelWatch(WebSocketStream[StreamedIdentifiers]):
     _normal_close_ends = False  # PiecesOS restarting closes it normally: reconnect
     _event_restores_reconnects = True  # it runs for days: 10 drops in a row, not in all
 
-    def __init__(self, client: AsyncPiecesClient) -> None:
+    def __init__(self, host: StreamHost) -> None:
         """Prepare the stream; nothing connects before iteration or `async with`."""
-        super().__init__(client, lambda: client._ws_target(IDENTIFIERS_PATH), _IDENTIFIERS)
+        super().__init__(host, IDENTIFIERS_PATH, _IDENTIFIERS)
         self._fresh_socket = False
         #: Whether the last batch handed out was the full list a new socket starts with.
         self.snapshot = False
@@ -83,10 +80,10 @@ class LiveModels:
     example) cancels the block and is raised when it exits.
     """
 
-    def __init__(self, client: AsyncPiecesClient) -> None:
+    def __init__(self, watch: ModelWatch, get_model: Callable[[str], Awaitable[Model]]) -> None:
         """Prepare; nothing connects before `async with`."""
-        self._client = client
-        self._watch = ModelWatch(client)
+        self._watch = watch
+        self._get_model = get_model
         #: The models PiecesOS has now, by id.
         self.models: dict[str, Model] = {}
         self._listeners: list[MemoryObjectSendStream[ModelChange]] = []
@@ -102,7 +99,7 @@ class LiveModels:
         except BaseException:
             await self._watch.__aexit__(None, None, None)
             raise
-        self._task_group.start_soon(self._follow, batches)
+        self._task_group.start_soon(self._follow)
         return self
 
     async def __aexit__(
@@ -127,8 +124,8 @@ class LiveModels:
         self._listeners.append(send)  # now, so that no change after this call is missed
         return _drain(receive)
 
-    async def _follow(self, batches: AsyncIterator[StreamedIdentifiers]) -> None:
-        async for batch in batches:
+    async def _follow(self) -> None:
+        async for batch in self._watch:  # entered: the same sequence the first came from
             await self._apply(batch, snapshot=self._watch.snapshot)
 
     async def _apply(self, batch: StreamedIdentifiers, *, snapshot: bool) -> None:
@@ -143,7 +140,7 @@ class LiveModels:
                 self._remove(model_id)
                 continue
             try:
-                model = await self._client.get_model(model_id)
+                model = await self._get_model(model_id)
             except ModelNotFoundError:
                 self._remove(model_id)  # gone again before we could look
                 continue
