@@ -6,18 +6,22 @@ import enum
 import inspect
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tarfile
 import tomllib
 import typing
 import zipfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 
 import aiopieces
+from aiopieces.testing import PiecesOSEmulator
 
 ROOT = Path(__file__).parent.parent
 PUBLIC = [getattr(aiopieces, name) for name in aiopieces.__all__]
@@ -148,3 +152,78 @@ def test_the_wheel_and_the_sdist_carry_the_license(tmp_path: Path) -> None:
     with tarfile.open(sdist) as archive:
         member = archive.extractfile(f"aiopieces-{aiopieces.__version__}/LICENSE")
         assert member is not None and member.read().decode() == license_text
+
+
+# -- which calls raise ModelNotFoundError (the README's "Errors") ----------------------
+
+UNKNOWN_ID = "no-such-model"
+POSTS_ON_A_MODEL: dict[str, Callable[[aiopieces.AsyncPiecesClient], Awaitable[object]]] = {
+    "download_model": lambda client: client.download_model(UNKNOWN_ID),
+    "cancel_download": lambda client: client.cancel_download(UNKNOWN_ID),
+    "load_model": lambda client: client.load_model(UNKNOWN_ID),
+    "unload_model": lambda client: client.unload_model(UNKNOWN_ID),
+    "delete_model": lambda client: client.delete_model(UNKNOWN_ID),
+    "delete_model_cache": lambda client: client.delete_model_cache(UNKNOWN_ID),
+    "increment_model_score": lambda client: client.increment_model_score(UNKNOWN_ID),
+}
+
+
+async def test_get_model_on_an_unknown_id_is_model_not_found(
+    pieces_client: aiopieces.AsyncPiecesClient,
+) -> None:
+    with anyio.fail_after(10), pytest.raises(aiopieces.ModelNotFoundError) as caught:
+        await pieces_client.get_model(UNKNOWN_ID)
+    assert caught.value.status == 410
+    assert caught.value.method == "GET" and caught.value.url.endswith(f"/model/{UNKNOWN_ID}")
+
+
+async def test_update_model_on_an_unknown_id_is_model_not_found_it_reads_the_model_first(
+    pieces_client: aiopieces.AsyncPiecesClient,
+) -> None:
+    model = (await pieces_client.list_models()).iterable[0]
+    model.id = UNKNOWN_ID
+    with anyio.fail_after(10), pytest.raises(aiopieces.ModelNotFoundError) as caught:
+        await pieces_client.update_model(model)
+    assert caught.value.status == 410 and caught.value.method == "GET"
+
+
+@pytest.mark.parametrize("start", [False, True], ids=["download_progress", "download"])
+async def test_the_progress_websocket_on_an_unknown_id_is_model_not_found(
+    pieces_client: aiopieces.AsyncPiecesClient, pieces_emulator: PiecesOSEmulator, start: bool
+) -> None:
+    stream = (
+        pieces_client.download(UNKNOWN_ID, cancel_on_exit=True)
+        if start
+        else pieces_client.download_progress(UNKNOWN_ID)
+    )
+    with anyio.fail_after(10), pytest.raises(aiopieces.ModelNotFoundError) as caught:
+        async for _ in stream:
+            pass
+    assert caught.value.status == 410
+    assert caught.value.url.endswith(f"/model/{UNKNOWN_ID}/download/progress")
+    # Refused at the handshake: never retried, and `download()` never sent its POST.
+    tries = [r for r in pieces_emulator.requests if UNKNOWN_ID in r[1]]
+    assert tries == [("GET", f"/model/{UNKNOWN_ID}/download/progress")]
+
+
+@pytest.mark.parametrize("call", sorted(POSTS_ON_A_MODEL))
+async def test_a_post_on_an_unknown_model_is_a_plain_api_error_500(
+    pieces_client: aiopieces.AsyncPiecesClient, pieces_emulator: PiecesOSEmulator, call: str
+) -> None:
+    """As PiecesOS does: 500 with a text body, not 410, so not ModelNotFoundError."""
+    with anyio.fail_after(10), pytest.raises(aiopieces.PiecesAPIError) as caught:
+        await POSTS_ON_A_MODEL[call](pieces_client)
+    assert type(caught.value) is aiopieces.PiecesAPIError
+    assert caught.value.status == 500 and caught.value.method == "POST"
+    assert f"model {UNKNOWN_ID!r} was not found." in caught.value.body
+    tries = [r for r in pieces_emulator.requests if UNKNOWN_ID in r[1]]
+    assert len(tries) == 1 and tries[0][0] == "POST"  # a 500 is not retried
+    with pytest.raises(aiopieces.ModelNotFoundError):
+        await pieces_client.get_model(UNKNOWN_ID)  # how to tell: ask GET /model/{id}
+
+
+def test_every_post_on_a_model_is_covered() -> None:
+    """Every client method whose endpoint is a POST on one model is in the table above."""
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)\(model_id[^`]*\)` \| `POST /models?/\{model\}", readme, re.M)
+    assert sorted(rows) == sorted(POSTS_ON_A_MODEL)
