@@ -28,7 +28,7 @@ from ._exceptions import (
     PiecesTimeoutError,
 )
 from ._retry import Retry, with_retries
-from ._transport import CLOSE_TIMEOUT, close_ws, decode, translate_errors, ws_url
+from ._transport import close_ws, connect_ws, decode
 
 __all__ = ["MAX_RECONNECTS", "StreamHost", "WebSocketStream"]
 
@@ -46,8 +46,6 @@ _BAD_DATA = frozenset({1007, 1009})
 #: Reconnects a stream may make before it gives up: in all (a download's progress), or in
 #: a row with no event between (a stream that runs for as long as its consumer wants).
 MAX_RECONNECTS = 10
-#: Pings keep a dead PiecesOS (or a dropped network) from leaving a consumer waiting.
-_HEARTBEAT = 30.0
 
 
 class StreamHost(Protocol):
@@ -209,31 +207,7 @@ class WebSocketStream(Generic[E]):
         host = self._host
         session = host.session()
         url = host.url(self._path)  # where PiecesOS is now: it may have moved
-        timeout = host.timeout
-        handshake = None
-        if timeout.connect is not None and timeout.read is not None:
-            handshake = timeout.connect + timeout.read
-        try:
-            with anyio.fail_after(handshake), translate_errors("GET", url, timeout):
-                ws = await session.ws_connect(
-                    ws_url(url),
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
-                    heartbeat=_HEARTBEAT,
-                    max_msg_size=host.max_frame_bytes,
-                )
-        except AssertionError as exc:
-            # aiohttp asserts the transport is still there after the handshake; a peer that
-            # drops the connection at that moment trips it. A failed connect, retryable.
-            raise PiecesConnectionError(
-                str(url), "the connection closed during the WebSocket handshake", method="GET"
-            ) from exc
-        except TimeoutError:  # ours: aiohttp's timeouts are PiecesTimeoutError by now
-            raise PiecesTimeoutError(
-                f"GET {url}: no WebSocket handshake within {handshake} s (connect + read)",
-                phase="connect",
-                method="GET",
-                url=str(url),
-            ) from None
+        ws = await connect_ws(session, url, host.timeout, max_msg_size=host.max_frame_bytes)
         if self._abort_reason is not None:  # the client closed while we connected
             await close_ws(ws)
             self._raise_if_aborted()

@@ -1,4 +1,9 @@
-"""The one HTTP and WebSocket path every endpoint goes through, and its error mapping."""
+"""The one HTTP and WebSocket path every endpoint goes through, and its error mapping.
+
+`send()` makes one try of one request (a request slot, the size limit, the status check),
+`connect_ws()` opens a WebSocket, `close_ws()` closes one within a bound; every aiohttp,
+OS and msgspec error becomes the matching `PiecesError`, its cause kept.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ logger = logging.getLogger("aiopieces")
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 #: How long a WebSocket close handshake may take before the socket is dropped.
 CLOSE_TIMEOUT = 2.0
+#: Pings keep a dead PiecesOS (or a dropped network) from leaving a consumer waiting.
+HEARTBEAT = 30.0
 _NOT_FOUND = frozenset({404, 410})
 #: A `Retry-After` longer than this is not a wait but a refusal.
 _MAX_RETRY_AFTER = 3600.0
@@ -253,6 +260,40 @@ async def _wait_for_slot(
             f"busy for {timeout.pool} s (pool timeout)",
             phase="pool",
             method=method,
+            url=str(url),
+        ) from None
+
+
+async def connect_ws(
+    session: aiohttp.ClientSession, url: yarl.URL, timeout: Timeout, *, max_msg_size: int
+) -> aiohttp.ClientWebSocketResponse:
+    """Open a WebSocket to the `http(s)` URL `url`: the one place a socket is opened.
+
+    The handshake is bounded by `connect + read`; frames over `max_msg_size` are refused;
+    pings every `HEARTBEAT` seconds find a dead peer. Errors are `PiecesError`s.
+    """
+    handshake = None
+    if timeout.connect is not None and timeout.read is not None:
+        handshake = timeout.connect + timeout.read
+    try:
+        with anyio.fail_after(handshake), translate_errors("GET", url, timeout):
+            return await session.ws_connect(
+                ws_url(url),
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                heartbeat=HEARTBEAT,
+                max_msg_size=max_msg_size,
+            )
+    except AssertionError as exc:
+        # aiohttp asserts the transport is still there after the handshake; a peer that
+        # drops the connection at that moment trips it. A failed connect, retryable.
+        raise PiecesConnectionError(
+            str(url), "the connection closed during the WebSocket handshake", method="GET"
+        ) from exc
+    except TimeoutError:  # ours: aiohttp's timeouts are PiecesTimeoutError by now
+        raise PiecesTimeoutError(
+            f"GET {url}: no WebSocket handshake within {handshake} s (connect + read)",
+            phase="connect",
+            method="GET",
             url=str(url),
         ) from None
 
