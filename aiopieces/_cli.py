@@ -5,8 +5,11 @@ is plain aligned text, one model a line. `--json` prints JSON instead and needs 
 extra; tables and progress bars come from rich (the `cli` extra). `--url`, `--json` and
 `--timeout` go before or after the command.
 
-Adding a command: write `async def cmd_name(client, args)` and register it in `_parser()`
-with `command("name", cmd_name, "what it does")`; every command runs through `_run`.
+Adding a command: write `async def cmd_name(args)` (`@_with_client async def
+cmd_name(client, args)` for one that talks to PiecesOS) and register it in `_parser()`
+with `command("name", cmd_name, "what it does")`. `main` runs each the same way, as
+`args.handler(args)`, and turns only our own errors (`PiecesError`, `CLIError`) into a
+one-line message: anything else is a bug, and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ import asyncio
 import contextlib
 import datetime as dt
 import difflib
+import functools
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import msgspec
 
 from ._client import AsyncPiecesClient
-from ._config import DISCOVERY_PORTS, URL_ENV_VAR, Timeout, discover_pieces_os
+from ._config import DISCOVERY_PORTS, URL_ENV_VAR, Timeout, validate_base_url
+from ._demo import run_demo
 from ._enums import ModelDownloadProgressStatusEnum, ModelTypeEnum, ModelUsageEnum, OpenEnum
 from ._exceptions import PiecesAPIError, PiecesConnectionError, PiecesError
 from ._types import GroupedTimestamp, Model, ModelDownloadProgress, SeededModel
@@ -315,19 +320,52 @@ async def show_download(
 
 # -- the subcommands ---------------------------------------------------------------------
 
-Command = Callable[[AsyncPiecesClient, argparse.Namespace], Awaitable[None]]
+#: What every command is: `main` calls `args.handler(args)`.
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, None]]
+#: A command that talks to PiecesOS; `_with_client` makes it a `Handler`.
+ClientCommand = Callable[[AsyncPiecesClient, argparse.Namespace], Awaitable[None]]
 
 
+def _timeout(args: argparse.Namespace) -> Timeout:
+    return Timeout() if args.timeout is None else Timeout.coerce(args.timeout)
+
+
+def _checked_url(args: argparse.Namespace) -> str | None:
+    """`--url` as given, once it (else `$PIECES_OS_URL`) is a valid URL: else `CLIError`."""
+    url: str | None = args.url
+    given = url or os.environ.get(URL_ENV_VAR)
+    if given:
+        try:
+            validate_base_url(given)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+    return url
+
+
+def _with_client(command: ClientCommand) -> Handler:
+    """The handler of a client command: it opens a client as the global options say."""
+
+    @functools.wraps(command)
+    async def handler(args: argparse.Namespace) -> None:
+        async with AsyncPiecesClient(_checked_url(args), timeout=_timeout(args)) as client:
+            await command(client, args)
+
+    return handler
+
+
+@_with_client
 async def cmd_models(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces models`: the models as a table."""
     print_models((await client.list_models()).iterable, args.json)
 
 
+@_with_client
 async def cmd_show(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces show MODEL`: one model's fields."""
     print_model(await resolve_model(client, args.model), args.json)
 
 
+@_with_client
 async def cmd_download(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces download MODEL`: download with a live progress bar."""
     model = await resolve_model(client, args.model)
@@ -345,6 +383,7 @@ async def cmd_download(client: AsyncPiecesClient, args: argparse.Namespace) -> N
         print(f"downloaded {_named(model)}")
 
 
+@_with_client
 async def cmd_cancel(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces cancel MODEL`: cancel a download in progress."""
     model = await resolve_model(client, args.model)
@@ -355,6 +394,7 @@ async def cmd_cancel(client: AsyncPiecesClient, args: argparse.Namespace) -> Non
         _say(args, f"{_named(after)} was not downloading: nothing to cancel", after)
 
 
+@_with_client
 async def cmd_load(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces load MODEL`: load a downloaded model into memory."""
     model = await resolve_model(client, args.model)
@@ -362,6 +402,7 @@ async def cmd_load(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     _say(args, f"loaded {_named(after)}", after)
 
 
+@_with_client
 async def cmd_unload(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces unload MODEL`: unload a model from memory."""
     model = await resolve_model(client, args.model)
@@ -369,25 +410,31 @@ async def cmd_unload(client: AsyncPiecesClient, args: argparse.Namespace) -> Non
     _say(args, f"unloaded {_named(after)}", after)
 
 
+@_with_client
 async def cmd_unload_all(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces unload-all`: unload every model."""
     await client.unload_models()
     _say(args, "unloaded every model", {"unloaded": "all"})
 
 
+@_with_client
 async def cmd_create(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces create`: a custom model from a JSON file, flags, or both."""
     created = await client.create_model(await _seeded_from_args(args))
     _say(args, f"created {_named(created)}", created)
 
 
+@_with_client
 async def cmd_update(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces update FILE`: update a custom model from its JSON."""
     model = await _read_json(args.file, _MODEL)
+    if not model.id:
+        raise CLIError(f"{args.file} is not a Model to update: its id is empty")
     updated = await client.update_model(model)
     _say(args, f"updated {_named(updated)}", updated)
 
 
+@_with_client
 async def cmd_delete(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces delete MODEL`: delete a custom model."""
     model = await resolve_model(client, args.model)
@@ -395,6 +442,7 @@ async def cmd_delete(client: AsyncPiecesClient, args: argparse.Namespace) -> Non
     _say(args, f"deleted {_named(model)}", model)
 
 
+@_with_client
 async def cmd_delete_cache(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces delete-cache MODEL`: delete an LLM's downloaded data."""
     model = await resolve_model(client, args.model)
@@ -402,6 +450,7 @@ async def cmd_delete_cache(client: AsyncPiecesClient, args: argparse.Namespace) 
     _say(args, f"deleted the cache of {_named(model)}", out)
 
 
+@_with_client
 async def cmd_score(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces score MODEL`: tell PiecesOS the model was used."""
     model = await resolve_model(client, args.model)
@@ -411,6 +460,7 @@ async def cmd_score(client: AsyncPiecesClient, args: argparse.Namespace) -> None
     _say(args, f"scored {_named(after)}: used {uses or 0} times", after)
 
 
+@_with_client
 async def cmd_health(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces health`: PiecesOS's health line."""
     text = (await client.health()).strip()
@@ -418,12 +468,14 @@ async def cmd_health(client: AsyncPiecesClient, args: argparse.Namespace) -> Non
     _say(args, f"{client.base_url}: {first}", {"url": client.base_url, "health": text})
 
 
+@_with_client
 async def cmd_version(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces version`: the PiecesOS version (not this command's: see --version)."""
     version = await client.version()
     _say(args, f"PiecesOS {version}", {"url": client.base_url, "version": version})
 
 
+@_with_client
 async def cmd_watch(client: AsyncPiecesClient, args: argparse.Namespace) -> None:
     """`aiopieces watch`: model changes as they happen, until Ctrl-C."""
 
@@ -448,6 +500,8 @@ async def _read_json(path: str, decoder: msgspec.json.Decoder[T]) -> T:
     """Decode a JSON file, without blocking the event loop while reading it."""
     try:
         return decoder.decode(await anyio.Path(path).read_bytes())
+    except OSError as exc:
+        raise CLIError(str(exc)) from exc
     except msgspec.DecodeError as exc:
         what = getattr(decoder.type, "__name__", "valid document")
         raise CLIError(f"{path} is not a {what}: {exc}") from None
@@ -486,6 +540,8 @@ async def _seeded_from_args(args: argparse.Namespace) -> SeededModel:
     if args.file:
         try:
             raw = msgspec.json.decode(await anyio.Path(args.file).read_bytes())
+        except OSError as exc:
+            raise CLIError(str(exc)) from exc
         except msgspec.DecodeError as exc:
             raise CLIError(f"{args.file} is not JSON: {exc}") from None
         if not isinstance(raw, dict):
@@ -520,86 +576,40 @@ async def _seeded_from_args(args: argparse.Namespace) -> SeededModel:
 # -- demo and emulator -------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _pieces_os_or_emulator(url: str | None) -> AsyncIterator[tuple[str, bool]]:
-    """The PiecesOS to use, and whether it is an emulator started here."""
-    url = url or os.environ.get(URL_ENV_VAR) or await discover_pieces_os()
-    if url:
-        yield url, False
-        return
-    from .testing import PiecesOSEmulator
+class _DemoView:
+    """The demo drawn as the commands draw: rich console, model table, download bar."""
 
-    async with PiecesOSEmulator(download_interval=0.15) as emulator:
-        yield emulator.url, True
+    def __init__(self, console: Console) -> None:
+        self._console = console
 
+    def rule(self, title: str) -> None:
+        self._console.rule(title)
 
-def _is_llm(model: Model) -> bool:
-    """Whether PiecesOS treats `model` as an LLM (chat or generation)."""
-    return model.usage in (ModelUsageEnum.CODE_CONVERSATION, ModelUsageEnum.CODE_GENERATION)
+    def say(self, text: str) -> None:
+        self._console.print(text)
 
+    def models(self, models: list[Model]) -> None:
+        print_models(models, as_json=False)
 
-def _smallness(model: Model) -> tuple[float, float]:
-    """Sort key: size in bytes when known, else parameters (unknown sorts last)."""
-    inf = float("inf")
-    return (model.bytes.value if model.bytes else inf, model.parameters or inf)
+    async def download(self, client: AsyncPiecesClient, model: Model) -> None:
+        await show_download(client, model, as_json=False)
 
 
-async def run_demo(args: argparse.Namespace) -> None:
-    """Walk a model's lifecycle through the public API (read-only on a real PiecesOS)."""
-    console = _console()
-    async with _pieces_os_or_emulator(args.url) as (base_url, emulated):
-        where = "the bundled emulator (no PiecesOS answered)" if emulated else base_url
-        console.rule(f"aiopieces demo against {where}")
-        write = args.write or emulated
-        async with AsyncPiecesClient(base_url, timeout=_timeout(args)) as client:
-            models = (await client.list_models()).iterable
-            print_models(models, as_json=False)
-            if not write:
-                console.print("Read-only on a real PiecesOS: pass --write to download and load.")
-                return
-            # An LLM: the demo ends by deleting its cache, which PiecesOS allows for LLMs only.
-            local = [m for m in models if not m.cloud and not m.downloaded and _is_llm(m)]
-            if not local:
-                console.print("No local model left to download.")
-                return
-            # The smallest: PiecesOS often sends no size, then the parameter count says.
-            target = min(local, key=_smallness)
-            console.print(f"Downloading [bold]{target.name}[/bold]:")
-            await show_download(client, target, as_json=False)
-            loaded = await client.load_model(target.id)
-            console.print(f"Loaded {loaded.name}: loaded={loaded.loaded}")
-            unloaded = await client.unload_model(target.id)
-            console.print(f"Unloaded {unloaded.name}: loaded={unloaded.loaded}")
-
-            seed = SeededModel(
-                name="aiopieces demo model",
-                version="0.1.0",
-                cloud=False,
-                created=GroupedTimestamp(value=dt.datetime.now(dt.UTC)),
-                type=ModelTypeEnum.BALANCED,
-                usage=ModelUsageEnum.CODE_CONVERSATION,
-                description="created by the aiopieces demo",
-            )
-            custom = await client.create_model(seed)
-            console.print(f"Created custom model {custom.name} ({custom.id})")
-            try:
-                custom.description = "updated by the aiopieces demo"
-                updated = await client.update_model(custom)
-                console.print(f"Updated its description: {updated.description!r}")
-                cache = await client.delete_model_cache(target.id)
-                console.print(f"Deleted the cache of {target.name} ({cache.model.id})")
-            finally:
-                await client.delete_model(custom.id)
-                console.print(f"Deleted custom model {custom.id}")
-        console.rule("demo complete")
+async def cmd_demo(args: argparse.Namespace) -> None:
+    """`aiopieces demo`: walk a model's lifecycle (see `aiopieces._demo`)."""
+    view = _DemoView(_console())
+    await run_demo(view, _checked_url(args), timeout=_timeout(args), write=args.write)
 
 
-async def run_emulator(args: argparse.Namespace) -> None:
-    """Serve the emulator until interrupted."""
+async def cmd_emulator(args: argparse.Namespace) -> None:
+    """`aiopieces emulator`: serve the emulator until interrupted."""
     from .testing import PiecesOSEmulator
 
     emulator = PiecesOSEmulator(download_interval=args.download_interval, shape=args.shape)
-    url = await emulator.start(args.host, args.port)
+    try:
+        url = await emulator.start(args.host, args.port)
+    except OSError as exc:  # the port is taken, the host is not ours, ...
+        raise CLIError(str(exc)) from exc
     print(
         f"PiecesOS emulator serving {len(emulator.models)} models on {url} ({args.shape} shape)",
         flush=True,
@@ -612,8 +622,6 @@ async def run_emulator(args: argparse.Namespace) -> None:
 
 # -- argument parsing ----------------------------------------------------------------------
 
-Runner = Callable[[argparse.Namespace], Awaitable[None]]
-
 
 def _seconds(text: str) -> float:
     """An argparse type: a positive number of seconds."""
@@ -624,20 +632,6 @@ def _seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
     return value
-
-
-def _timeout(args: argparse.Namespace) -> Timeout:
-    return Timeout() if args.timeout is None else Timeout.coerce(args.timeout)
-
-
-def _with_client(command: Command) -> Runner:
-    """Run a client command: open a client as the global options say, then call it."""
-
-    async def run(args: argparse.Namespace) -> None:
-        async with AsyncPiecesClient(args.url, timeout=_timeout(args)) as client:
-            await command(client, args)
-
-    return run
 
 
 def _global_options(names: Sequence[str]) -> argparse.ArgumentParser:
@@ -696,25 +690,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(
+    def command(
         name: str,
-        run: Runner,
+        handler: Handler,
         help_text: str,
         details: str = "",
+        *,
+        model: bool = False,
         options: Sequence[str] = GLOBAL_OPTIONS,
     ) -> argparse.ArgumentParser:
-        """Add a command: `help_text` in the list of commands, then `details` in its help."""
+        """Add a command: `help_text` in the list of commands, then `details` in its help.
+
+        It takes a MODEL argument when `model`, and the global `options` given.
+        """
         parents = [every] if options == GLOBAL_OPTIONS else [_global_options(options)]
         description = f"{help_text[0].upper()}{help_text[1:]}. {details}".strip()
         p = sub.add_parser(name, help=help_text, description=description, parents=parents)
-        p.set_defaults(run=run, options=options)
-        return p
-
-    def command(
-        name: str, handler: Command, help_text: str, details: str = "", model: bool = False
-    ) -> argparse.ArgumentParser:
-        """Add a client command, with a MODEL argument when `model`."""
-        p = add(name, _with_client(handler), help_text, details)
+        p.set_defaults(handler=handler, options=options)
         if model:
             p.add_argument("model", metavar="MODEL", help="id, id prefix, unique or display name")
         return p
@@ -803,9 +795,9 @@ def _parser() -> argparse.ArgumentParser:
         model=True,
     )
 
-    demo = add(
+    demo = command(
         "demo",
-        run_demo,
+        cmd_demo,
         "walk a model's lifecycle (on the bundled emulator if no PiecesOS runs)",
         "Read-only on a real PiecesOS unless --write: then it downloads, loads and "
         "unloads a small local LLM, creates, updates and deletes a custom model, and "
@@ -815,9 +807,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--write", action="store_true", help="also change a real PiecesOS, as described above"
     )
-    emulator = add(
+    emulator = command(
         "emulator",
-        run_emulator,
+        cmd_emulator,
         "serve the PiecesOS emulator until Ctrl-C",
         "Point any PiecesOS client at the URL it prints (also: python -m aiopieces.testing).",
         options=(),
@@ -857,10 +849,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def _run(args: argparse.Namespace) -> None:
-    await args.run(args)
-
-
 def _error_line(exc: BaseException, args: argparse.Namespace) -> str:
     """The one line an expected failure prints."""
     if isinstance(exc, PiecesConnectionError):
@@ -884,7 +872,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 success, 1 expected failure, 130 Ctrl-C)."""
     args = parse_args(argv)
     try:
-        asyncio.run(_run(args))
+        asyncio.run(args.handler(args))
         sys.stdout.flush()  # here, where a closed pipe can be caught
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -894,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (PiecesError, CLIError, OSError, ValueError) as exc:
+    except (PiecesError, CLIError) as exc:
         print(f"error: {_error_line(exc, args)}", file=sys.stderr)
         return 1
     return 0
