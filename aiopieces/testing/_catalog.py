@@ -102,6 +102,7 @@ class _Row(NamedTuple):
 def _cloud(
     name: str, foundation: str, provider: str, version: str, context: int, output: int
 ) -> _Row:
+    """A cloud LLM; `context` and `output` are its most input and output tokens."""
     host = provider.replace("_", " ").title()
     return _Row(
         name,
@@ -150,6 +151,7 @@ def _local(
     listed: bool = True,
     sends_provider: bool = False,
 ) -> _Row:
+    """A local LLM: `params` in billions, its sizes on disk and in memory in GiB."""
     return _Row(
         name,
         "local",
@@ -212,6 +214,7 @@ def _internal(
     provider: str = "PIECES",
     sends_provider: bool = False,
 ) -> _Row:
+    """A model PiecesOS uses itself (OCR, search, ...): its sizes in MiB."""
     return _Row(
         name,
         "internal",
