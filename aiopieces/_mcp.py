@@ -35,6 +35,7 @@ from mcp.server.subscriptions import (
 from mcp.shared.exceptions import MCPError
 
 from ._client import AsyncPiecesClient
+from ._config import Timeout
 from ._enums import ModelDownloadProgressStatusEnum
 from ._exceptions import ModelNotFoundError, PiecesError
 from ._types import (
@@ -893,16 +894,21 @@ async def serve_mcp(
     http: bool = False,
     host: str = "127.0.0.1",
     port: int = 8000,
+    timeout: Timeout | float | None = None,
 ) -> None:
     """Serve over stdio (or streamable HTTP on a loopback `host`) until the client leaves.
 
-    `emulator`: serve against the bundled PiecesOS emulator instead of `url`.
+    `emulator`: serve against the bundled PiecesOS emulator instead of `url`. `timeout`:
+    the client's (its default when None).
     """
     if http and host not in _LOOPBACK:
         raise ValueError(
             f"the MCP server has no authentication: serve it on 127.0.0.1, ::1 or localhost, "
             f"not {host!r}"
         )
+    if emulator and url:
+        raise ValueError("--emulator serves the bundled emulator: give no PiecesOS URL with it")
+    options = {} if timeout is None else {"timeout": timeout}
     async with contextlib.AsyncExitStack() as stack:
         if emulator:
             from .testing import PiecesOSEmulator
@@ -910,7 +916,7 @@ async def serve_mcp(
             emulated = await stack.enter_async_context(PiecesOSEmulator(download_interval=0.15))
             url = emulated.url
             _say(f"serving the bundled PiecesOS emulator at {url}")
-        server = create_server(url)
+        server = create_server(url, **options)
         if http:
             await _serve_http(server, host, port)
         else:
@@ -929,7 +935,10 @@ async def _serve_http(server: Server[_State], host: str, port: int) -> None:
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         _say(f"serving MCP over streamable HTTP at http://{shown}:{bound}/mcp")
-        config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        # A bounded shutdown: an MCP host may keep its event stream open.
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+        )
         await uvicorn.Server(config).serve(sockets=[sock])
 
 

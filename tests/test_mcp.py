@@ -685,9 +685,12 @@ async def test_over_streamable_http_on_loopback(pieces_emulator: PiecesOSEmulato
     assert progress == sorted(progress) and progress[-1] == 100
 
 
-async def test_http_is_served_on_loopback_only() -> None:
-    with pytest.raises(ValueError, match="no authentication"):
-        await serve_mcp(None, http=True, host="0.0.0.0")
+async def test_http_is_served_on_loopback_only_and_the_emulator_alone() -> None:
+    with anyio.fail_after(BOUND):
+        with pytest.raises(ValueError, match="no authentication: serve it on 127"):
+            await serve_mcp(None, http=True, host="0.0.0.0")
+        with pytest.raises(ValueError, match="give no PiecesOS URL"):
+            await serve_mcp("http://127.0.0.1:39300", emulator=True)
 
 
 async def test_the_emulator_flag_serves_the_bundled_emulator() -> None:
