@@ -2,12 +2,14 @@
 
 Each tool's parameter schema is generated from a msgspec Struct, so the schema and the
 validation of what the agent sends can never disagree. Run: python examples/agent_tools.py
+No PiecesOS: one line and exit status 1; Ctrl-C exits 130.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -88,7 +90,10 @@ async def main() -> None:
     async with AsyncPiecesClient() as client:
         listed = json.loads(await call_tool(client, "list_models", "{}"))
         print(f"list_models -> {len(listed)} models")
-        local = next(m for m in (await client.list_models()).iterable if m.downloaded)
+        local = next((m for m in (await client.list_models()).iterable if m.downloaded), None)
+        if local is None:
+            print("no downloaded model to load")
+            return
         args = json.dumps({"model_id": local.id})
         print("load_model ->", await call_tool(client, "load_model", args))
         print("unload_model ->", await call_tool(client, "unload_model", args))
@@ -96,4 +101,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except PiecesError as exc:  # no PiecesOS, or PiecesOS said no: one line, no traceback
+        sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -3,24 +3,18 @@
 `/models` lists, `/pull NAME` downloads with progress updates, `/load NAME` loads.
 Plug `handle()` into any bot framework: it takes a message, and sends replies through
 the `reply` coroutine you give it. Run: python examples/chat_bot.py
+With no PiecesOS running the bot stays up and says so; Ctrl-C exits 130.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 
-from aiopieces import AsyncPiecesClient, Model, PiecesError
+from aiopieces import AsyncPiecesClient, ModelLookupError, PiecesConnectionError, PiecesError
 
 Reply = Callable[[str], Awaitable[None]]
-
-
-async def find(client: AsyncPiecesClient, name: str) -> Model | None:
-    """A model by name, unique name or id, ignoring case."""
-    for model in (await client.list_models()).iterable:
-        if name.lower() in (model.name.lower(), (model.unique or "").lower(), model.id):
-            return model
-    return None
 
 
 async def handle(client: AsyncPiecesClient, message: str, reply: Reply) -> None:
@@ -32,19 +26,22 @@ async def handle(client: AsyncPiecesClient, message: str, reply: Reply) -> None:
             lines = [f"- {m.name}{' (loaded)' if m.loaded else ''}" for m in models[:10]]
             await reply(f"{len(models)} models:\n" + "\n".join(lines))
         elif command in ("/pull", "/load"):
-            model = await find(client, argument)
-            if model is None:
-                await reply(f"I know no model called {argument!r}.")
-            elif command == "/pull":
+            # By id, else exact name, else name in any case; ModelLookupError if none fits.
+            model = (await client.list_models()).find(argument)
+            if command == "/pull":
                 await reply(f"Pulling {model.name}...")
                 async for event in client.download(model.id):
-                    if event.is_terminal or event.percentage in (50, 50.0):
+                    if event.is_terminal or event.percentage == 50:  # 50 or 50.0
                         await reply(f"{model.name}: {event.status} {event.percentage or 0:.0f}%")
             else:
                 loaded = await client.load_model(model.id)
                 await reply(f"{loaded.name} is loaded." if loaded.loaded else "Not loaded.")
         else:
             await reply("Commands: /models, /pull NAME, /load NAME")
+    except ModelLookupError as exc:  # no model has that name, or several do
+        await reply(f"I cannot tell which model you mean: {exc}")
+    except PiecesConnectionError:
+        await reply("PiecesOS is not answering: is it running?")
     except PiecesError as exc:
         await reply(f"Sorry, PiecesOS said no: {exc}")
 
@@ -56,10 +53,22 @@ async def main() -> None:
         print(f"bot> {text}")
 
     async with AsyncPiecesClient() as client:
-        for message in ["/models", "/pull Phi-2", "/load phi-2", "/load GPT-4o", "/help"]:
+        for message in [
+            "/models",
+            "/pull Phi-2",
+            "/load phi-2",
+            "/load GPT-4o",
+            "/load Nope",
+            "/help",
+        ]:
             print(f"you> {message}")
             await handle(client, message, say)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except PiecesError as exc:  # no PiecesOS, or PiecesOS said no: one line, no traceback
+        sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -2,13 +2,16 @@
 
 An anyio task group owns every task; `fail_after` bounds the whole job.
 Run: python examples/concurrent_tasks.py
+An expected failure, in any task, prints one line and exits 1; Ctrl-C exits 130.
 """
 
 from __future__ import annotations
 
+import sys
+
 import anyio
 
-from aiopieces import AsyncPiecesClient, Model
+from aiopieces import AsyncPiecesClient, Model, PiecesError
 
 TIME_LIMIT = 60.0
 
@@ -38,8 +41,10 @@ async def main() -> None:
     """Run the three jobs at once, all bounded by one timeout."""
     async with AsyncPiecesClient() as client:
         models = (await client.list_models()).iterable
-        ready = next(m for m in models if not m.cloud and m.downloaded)
-        pending = next(m for m in models if not m.cloud and not m.downloaded)
+        ready = next((m for m in models if not m.cloud and m.downloaded), None)
+        pending = next((m for m in models if not m.cloud and not m.downloaded), None)
+        if ready is None or pending is None:
+            raise SystemExit("this needs a downloaded local model and one not downloaded")
         with anyio.fail_after(TIME_LIMIT):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(load, client, ready)
@@ -49,4 +54,15 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    status = 0
+    try:
+        anyio.run(main)
+    except* PiecesError as errors:  # from any task: no PiecesOS, or PiecesOS said no
+        print(f"error: {errors.exceptions[0]}", file=sys.stderr)
+        status = 1
+    except* TimeoutError:
+        print(f"error: not done within {TIME_LIMIT} s", file=sys.stderr)
+        status = 1
+    except* KeyboardInterrupt:
+        status = 130
+    sys.exit(status)

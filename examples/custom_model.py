@@ -1,12 +1,14 @@
 """Create, update and delete a custom model, cleaning up even when a step fails.
 
 Run: python examples/custom_model.py
+An expected failure (no PiecesOS, a refusal) prints one line and exits 1; Ctrl-C exits 130.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 
 from aiopieces import (
     AsyncPiecesClient,
@@ -14,6 +16,7 @@ from aiopieces import (
     ModelMaxTokens,
     ModelTypeEnum,
     ModelUsageEnum,
+    PiecesError,
     SeededModel,
 )
 
@@ -46,4 +49,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except PiecesError as exc:  # no PiecesOS, or PiecesOS said no: one line, no traceback
+        sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -5,11 +5,13 @@ agent sees a model appear without polling; `increment_model_score` reports each 
 which PiecesOS ranks its models by. Here another app (played by the agent itself)
 registers a model while the agent runs.
 Run: python examples/live_agent.py
+An expected failure prints one line and exits 1; Ctrl-C exits 130.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 
 import anyio
 
@@ -20,24 +22,28 @@ from aiopieces import (
     Model,
     ModelTypeEnum,
     ModelUsageEnum,
+    PiecesError,
     SeededModel,
 )
 
 TIME_LIMIT = 30.0
 
 
-def pick(live: LiveModels) -> Model:
+def pick(live: LiveModels) -> Model | None:
     """The model the agent prefers: a chat model that is ready, custom ones first."""
     ready = [
         m
         for m in live.models.values()
         if m.usage == ModelUsageEnum.CODE_CONVERSATION and (m.cloud or m.downloaded)
     ]
-    return max(ready, key=lambda m: (bool(m.custom), m.name))
+    return max(ready, key=lambda m: (bool(m.custom), m.name), default=None)
 
 
-async def use(client: AsyncPiecesClient, model: Model, task: str) -> None:
+async def use(client: AsyncPiecesClient, model: Model | None, task: str) -> None:
     """Run one task on `model` (a stand-in here) and report the use to PiecesOS."""
+    if model is None:
+        print(f"{task}: no chat model is ready")
+        return
     await client.increment_model_score(model.id)
     score = (await client.get_model(model.id)).score
     uses = score.reuse if score is not None else None
@@ -77,4 +83,15 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    status = 0
+    try:
+        anyio.run(main)
+    except* PiecesError as errors:  # from any task: no PiecesOS, or PiecesOS said no
+        print(f"error: {errors.exceptions[0]}", file=sys.stderr)
+        status = 1
+    except* TimeoutError:
+        print(f"error: not done within {TIME_LIMIT} s", file=sys.stderr)
+        status = 1
+    except* KeyboardInterrupt:
+        status = 130
+    sys.exit(status)

@@ -1,13 +1,15 @@
 """Quick start: connect to PiecesOS, list its models, and show one of them.
 
-Run: python examples/quickstart.py  (PIECES_OS_URL, or discovery, picks the PiecesOS)
+Run: python examples/quickstart.py  (PIECES_OS_URL, or discovery, picks the PiecesOS).
+An expected failure (no PiecesOS) prints one line and exits 1; Ctrl-C exits 130.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
-from aiopieces import AsyncPiecesClient
+from aiopieces import AsyncPiecesClient, PiecesError
 
 
 async def main() -> None:
@@ -18,11 +20,19 @@ async def main() -> None:
         for model in models:
             where = "cloud" if model.cloud else "local"
             print(f"{model.name:32} {where:5} downloaded={bool(model.downloaded)}")
-        local = next(m for m in models if not m.cloud)
+        local = next((m for m in models if not m.cloud), None)
+        if local is None:
+            print("\nno local model")
+            return
         model = await client.get_model(local.id)
         size = model.bytes.readable if model.bytes else "?"
         print(f"\n{model.name}: {model.foundation}, {size}, provider {model.provider}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except PiecesError as exc:  # no PiecesOS, or PiecesOS said no: one line, no traceback
+        sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)
