@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -131,6 +132,8 @@ class _Connection:
     loop: asyncio.AbstractEventLoop | None = None
     #: Neither given nor from `PIECES_OS_URL`: found by probing, so it may move.
     rediscoverable: bool = False
+    #: One search at a time: calls refused together wait for the one search.
+    rediscovering: anyio.Lock = field(default_factory=anyio.Lock)
     #: Request/response calls take a slot; WebSockets do not, so that streams waiting
     #: for progress can never starve the calls that start or cancel their downloads.
     slots: anyio.Semaphore = field(init=False)
@@ -392,7 +395,15 @@ class AsyncPiecesClient:
         With no `increment`, it says "this model was used" (`reuse`); PiecesOS ranks
         models by these points.
         """
-        body = (increment or _USED).to_json_object()
+        increment = _USED if increment is None else increment
+        if not isinstance(increment, SeededScoreIncrement):
+            raise TypeError(
+                f"increment must be a SeededScoreIncrement, not {type(increment).__name__}"
+            )
+        try:
+            body = increment.to_json_object()
+        except (TypeError, msgspec.EncodeError, RecursionError) as exc:
+            raise TypeError(f"cannot send this increment as JSON: {exc}") from None
         await self._call(_SCORE, model_id, body=body)
 
     def watch_models(self) -> ModelWatch:
@@ -405,7 +416,11 @@ class AsyncPiecesClient:
 
     def live_models(self) -> LiveModels:
         """A dict of models kept current from `watch_models()`: `async with` it."""
-        return LiveModels(self.watch_models(), self.get_model)
+        timeout = self._timeout
+        first = None
+        if timeout.connect is not None and timeout.read is not None:
+            first = timeout.connect + timeout.read
+        return LiveModels(self.watch_models(), self.get_model, first_batch_timeout=first)
 
     # -- the PiecesOS runtime ------------------------------------------------------
 
@@ -418,18 +433,26 @@ class AsyncPiecesClient:
         return (await self._call(_VERSION)).strip()
 
     async def wait_until_ready(self, timeout: float = 30.0) -> None:
-        """Poll `health()` with backoff until PiecesOS answers; `PiecesTimeoutError` after
-        `timeout` seconds (the desktop app takes a few seconds to start)."""
+        """Poll `health()` with backoff until PiecesOS answers "ok", for `timeout` seconds.
+
+        The desktop app takes a few seconds to start; `PiecesTimeoutError` says what
+        PiecesOS last answered when it never became ready in time.
+        """
+        if not 0 < timeout < math.inf:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         # One try per poll: a refused connection then also looks for PiecesOS on its
         # other ports (see `_call`), which it may have taken when it started.
-        probe = self.with_options(retry=None, timeout=Timeout(connect=1.0, read=2.0))
-        last: PiecesError | None = None
+        bound = min(timeout, 2.0)
+        probe = self.with_options(retry=None, timeout=Timeout(connect=bound, read=bound))
+        last: PiecesError | str | None = None
         delay = 0.05
         with anyio.move_on_after(timeout):
             while True:
                 try:
-                    if (await probe.health()).strip().startswith("ok"):
+                    answer = (await probe.health()).strip()
+                    if answer.startswith("ok"):
                         return
+                    last = f"health answered {answer[:80]!r}"
                 except (PiecesConnectionError, PiecesTimeoutError, PiecesAPIError) as exc:
                     last = exc
                 await self._conn.sleep(delay)
@@ -482,9 +505,10 @@ class AsyncPiecesClient:
         internal: bool = False,
     ) -> T:
         path = self._path(endpoint.path, model_id)
+        tried = self._conn.base_url
         try:
             data = None if body is None else _ENCODER.encode(body)
-        except (TypeError, msgspec.EncodeError) as exc:
+        except (TypeError, msgspec.EncodeError, RecursionError) as exc:
             raise TypeError(f"cannot send {type(body).__name__} as JSON: {exc}") from None
         try:
             return await with_retries(
@@ -495,23 +519,27 @@ class AsyncPiecesClient:
                 sleep=self._conn.sleep,
             )
         except PiecesConnectionError as exc:
-            if exc.request_sent or not await self._rediscover():
+            if exc.request_sent or not await self._rediscover(tried):
                 raise
         # PiecesOS moved to another port (it takes the first free one when it starts):
         # one more go there.
         return await self._send(endpoint, path, data, internal)
 
-    async def _rediscover(self) -> bool:
-        """Find PiecesOS again if it was found by probing; whether it moved."""
+    async def _rediscover(self, tried: str | None) -> bool:
+        """Find PiecesOS again if it was found by probing; whether it is now elsewhere
+        than `tried`, the base URL that refused."""
         conn = self._conn
         if not conn.rediscoverable or conn.state is not ClientState.OPEN:
             return False
-        found = await discover_pieces_os()
-        if found is None or found == conn.base_url:
-            return False
-        logger.info("PiecesOS moved from %s to %s", conn.base_url, found)
-        conn.base_url = found
-        return True
+        async with conn.rediscovering:
+            if conn.base_url != tried:
+                return True  # another call found it meanwhile
+            found = await discover_pieces_os()
+            if found is None or found == conn.base_url:
+                return False
+            logger.info("PiecesOS moved from %s to %s", conn.base_url, found)
+            conn.base_url = found
+            return True
 
     async def _send(
         self, endpoint: _Endpoint[T], path: str, data: bytes | None, internal: bool = False
@@ -596,6 +624,9 @@ class _StreamHost:
 
     async def sleep(self, seconds: float) -> None:
         await self._client._conn.sleep(seconds)
+
+    async def rediscover(self) -> None:
+        await self._client._rediscover(self._client._conn.base_url)
 
 
 def _running_asyncio_loop() -> asyncio.AbstractEventLoop:

@@ -51,7 +51,7 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
         `start` starts the download once the socket is open; `cancel_on_exit` is called
         when the stream ends early after that; `get_model` catches up after a reconnect.
         """
-        if stall_timeout is not None and stall_timeout <= 0:
+        if stall_timeout is not None and not stall_timeout > 0:  # NaN included
             raise ValueError(f"stall_timeout must be positive or None, not {stall_timeout!r}")
         segment = model_segment(model_id)  # a bad id fails here, before any I/O
         super().__init__(host, f"/model/{segment}/download/progress", _PROGRESS)
@@ -97,7 +97,7 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
     def eta(self) -> float | None:
         """Seconds left at the average speed so far (size known, progress made)."""
         rate, done = self.rate, self.bytes_done
-        if rate is None or done is None or self.total_bytes is None:
+        if rate is None or rate <= 0 or done is None or self.total_bytes is None:
             return None
         return max(0.0, (self.total_bytes - done) / rate)
 
@@ -115,7 +115,7 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
             if not 502 <= exc.status <= 504:  # a gateway cannot say what happened
                 self._download_requested = False  # PiecesOS refused: nothing started
             raise
-        if model.bytes is not None:
+        if model.bytes is not None and model.bytes.value > 0:  # a size of 0 says nothing
             self.total_bytes = model.bytes.value
         if model.downloaded and not model.downloading:
             # Nothing left to download: PiecesOS may send no event at all, so say so here
@@ -129,6 +129,7 @@ class DownloadProgress(WebSocketStream[ModelDownloadProgress]):
         stream would wait for ever for a terminal status that was already sent. Before any
         download is known (UNKNOWN only) there is nothing to catch up with.
         """
+        self._restart_stall_clock()  # the time spent reconnecting is not a stall
         if not (self._download_requested or self._download_seen):
             return
         model = await self._get_model(self._model_id)

@@ -10,6 +10,7 @@ stream's events are, what ends it, and what to do after a reconnect are its own.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -86,6 +87,10 @@ class StreamHost(Protocol):
         """Wait between tries; ends early, with an error, when the client closes."""
         ...
 
+    async def rediscover(self) -> None:
+        """PiecesOS refused: look for it on its other ports, if it was found by probing."""
+        ...
+
 
 class WebSocketStream(Generic[E]):
     """The reconnecting core of a PiecesOS stream; subclasses say what its events mean.
@@ -99,9 +104,10 @@ class WebSocketStream(Generic[E]):
     #: Whether a normal close by the server (1000, 1001) ends the stream, or is a drop
     #: to reconnect from (a stream meant to run as long as its consumer wants).
     _normal_close_ends = True
-    #: Whether an event restores the reconnect budget (`MAX_RECONNECTS` in a row, not in
-    #: all): for streams that run for days.
-    _event_restores_reconnects = False
+    #: Whether an event on a socket that stayed up a while restores the reconnect budget
+    #: (`MAX_RECONNECTS` in a row, not in all), and a failed reconnect is one more drop
+    #: rather than the end: for streams that run for days across PiecesOS restarts.
+    _patient = False
 
     def __init__(self, host: StreamHost, path: str, decoder: msgspec.json.Decoder[E]) -> None:
         """Prepare the stream; nothing connects before iteration or `async with`."""
@@ -121,9 +127,12 @@ class WebSocketStream(Generic[E]):
         #: The events read inside `async with`; a bare `async for` makes its own.
         self._iterator: AsyncGenerator[E, None] | None = None
         self._entered = False
+        self._reading = False
         #: How many times the socket dropped and was replaced during this stream.
         self.reconnects = 0
         self._reconnects_in_a_row = 0
+        #: When the current socket opened (a socket that stays up restores the budget).
+        self._opened_at = 0.0
         #: When the stream counts as stalled (a subclass moves it on real progress).
         self._stall_deadline: float | None = None
         self._stall_timeout: float | None = None
@@ -152,9 +161,17 @@ class WebSocketStream(Generic[E]):
 
     async def __anext__(self) -> E:
         """The next event (after `async with`); `StopAsyncIteration` at the end."""
+        if self._reading:
+            raise PiecesClientStateError(
+                f"this {self._kind} stream is already being read by another task"
+            )
         if self._iterator is None:
             self._iterator = self._events()
-        return await anext(self._iterator)
+        self._reading = True
+        try:
+            return await anext(self._iterator)
+        finally:
+            self._reading = False
 
     async def abort(self, reason: str) -> None:
         """End the stream from outside (the client closing), as its owner asked.
@@ -212,32 +229,50 @@ class WebSocketStream(Generic[E]):
             await close_ws(ws)
             self._raise_if_aborted()
         self._ws = ws
+        self._opened_at = anyio.current_time()
         logger.debug("%s WebSocket open: %s", self._kind, self._url)
 
     async def _reconnect(self, reason: str) -> None:
-        """Replace a dropped socket, then let the stream catch up."""
-        policy = self._host.retry
-        self.reconnects += 1
-        self._reconnects_in_a_row += 1
-        dropped = f"the {self._kind} WebSocket dropped ({reason})"
+        """Replace a dropped socket, then let the stream catch up.
+
+        A socket that keeps dropping is replaced after a growing, jittered wait, and at
+        most `MAX_RECONNECTS` times in a row. A patient stream also counts a failed
+        reconnect as one more drop (PiecesOS restarting takes seconds), and looks for
+        PiecesOS on its other ports when the old one refuses.
+        """
+        host, policy = self._host, self._host.retry
         old, self._ws = self._ws, None
         if old is not None:
             await close_ws(old)
-        if policy.attempts == 1 or self._reconnects_in_a_row > MAX_RECONNECTS:
-            raise PiecesConnectionError(
-                self._url,
-                f"{dropped}; gave up after {self._reconnects_in_a_row - 1} reconnects",
-                method="GET",
-            )
-        logger.debug("%s: reconnecting (%d)", dropped, self.reconnects)
-        try:
-            await self._connect_with_retries()
-        except PiecesClientStateError:
-            raise
-        except PiecesError as exc:
-            raise PiecesConnectionError(
-                self._url, f"{dropped}, and reconnecting failed: {exc}", method="GET"
-            ) from exc
+        while True:
+            dropped = f"the {self._kind} WebSocket dropped ({reason})"
+            self._reconnects_in_a_row += 1
+            if policy.attempts == 1 or self._reconnects_in_a_row > MAX_RECONNECTS:
+                raise PiecesConnectionError(
+                    self._url,
+                    f"{dropped}; gave up after {self._reconnects_in_a_row - 1} reconnects",
+                    method="GET",
+                )
+            if self._reconnects_in_a_row > 1:  # it keeps dropping: give it time
+                cap = min(policy.max_backoff, policy.backoff * 2 ** (self._reconnects_in_a_row - 2))
+                await host.sleep(random.uniform(0, cap))
+            logger.debug("%s: reconnecting (%d)", dropped, self._reconnects_in_a_row)
+            try:
+                await self._connect_with_retries()
+            except PiecesClientStateError:
+                raise
+            except PiecesError as exc:
+                if isinstance(exc, PiecesConnectionError) and not exc.request_sent:
+                    await host.rediscover()  # PiecesOS may have come back on another port
+                detail = exc.reason if isinstance(exc, PiecesConnectionError) else str(exc)
+                if not self._patient:
+                    raise PiecesConnectionError(
+                        self._url, f"{dropped}, and reconnecting failed: {detail}", method="GET"
+                    ) from exc
+                reason = f"reconnecting failed: {detail}"
+                continue
+            break
+        self.reconnects += 1
         await self._on_reconnect()
 
     async def _events(self) -> AsyncGenerator[E, None]:
@@ -310,8 +345,11 @@ class WebSocketStream(Generic[E]):
                     method="GET",
                     url=self._url,
                 )
-                if self._event_restores_reconnects:
-                    self._reconnects_in_a_row = 0
+                if (
+                    self._patient
+                    and anyio.current_time() - self._opened_at >= self._host.retry.max_backoff
+                ):
+                    self._reconnects_in_a_row = 0  # a socket that stayed up: a fresh budget
                 return event
             if (
                 msg.type == aiohttp.WSMsgType.CLOSE

@@ -97,7 +97,8 @@ def translate_errors(method: str, target: str | yarl.URL, timeout: Timeout) -> I
 def to_pieces_error(exc: Exception, method: str, url: str, timeout: Timeout) -> Exception:
     """The `PiecesError` for an aiohttp or OS error; any other error is returned unchanged."""
     if isinstance(exc, aiohttp.WSServerHandshakeError):
-        return api_error(exc.status, method, url, exc.message)
+        retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+        return api_error(exc.status, method, url, exc.message, retry_after=retry_after)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return PiecesTimeoutError(
             f"{method} {url}: no connection within {timeout.connect} s (connect timeout: "

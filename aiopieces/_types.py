@@ -282,6 +282,10 @@ class Models(WireType):
         """
         from ._exceptions import ModelLookupError
 
+        if not isinstance(name_or_id, str):
+            raise TypeError(f"find() takes an id or a name, not {type(name_or_id).__name__}")
+        if not name_or_id:
+            raise ModelLookupError(name_or_id, [])  # an empty name names nothing
         for model in self.iterable:
             if model.id == name_or_id:
                 return model
@@ -359,7 +363,11 @@ class SeededScoreIncrement(WireType):
     def to_json_object(self) -> dict[str, Any]:
         """The JSON object sent: `other`'s keys beside the typed ones."""
         body: dict[str, Any] = msgspec.to_builtins(self)
-        return {**body.pop("other", {}), **body}
+        other = body.pop("other", {})
+        clash = sorted(set(other) & {"model", "schema"})
+        if clash:
+            raise ValueError(f"give {', '.join(clash)} as fields, not in `other`")
+        return {**other, **body}
 
 
 class StreamedIdentifier(WireType):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Literal
@@ -13,7 +12,13 @@ import msgspec
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._exceptions import ModelNotFoundError
+from ._exceptions import (
+    ModelNotFoundError,
+    PiecesAPIError,
+    PiecesClientStateError,
+    PiecesDecodeError,
+    PiecesTimeoutError,
+)
 from ._streams import StreamHost, WebSocketStream
 from ._types import Model, StreamedIdentifiers
 
@@ -36,7 +41,7 @@ class ModelWatch(WebSocketStream[StreamedIdentifiers]):
 
     _kind = "model identifier"
     _normal_close_ends = False  # PiecesOS restarting closes it normally: reconnect
-    _event_restores_reconnects = True  # it runs for days: 10 drops in a row, not in all
+    _patient = True  # it runs for days, across PiecesOS restarts: see WebSocketStream
 
     def __init__(self, host: StreamHost) -> None:
         """Prepare the stream; nothing connects before iteration or `async with`."""
@@ -75,24 +80,44 @@ class LiveModels:
 
     `async with client.live_models() as live:` fills `live.models` (id → `Model`) from the
     first batch, then keeps it current in a background task that this block owns: each
-    changed identifier is fetched with `get_model`. `live.changes()` iterates the changes
-    from the moment it is called. An error in the background (the stream gave up, for
-    example) cancels the block and is raised when it exits.
+    changed identifier is fetched with `get_model` (a model that cannot be fetched keeps
+    its last state, with a warning). `live.changes()` iterates the changes from the moment
+    it is called. If the stream itself fails (it gave up reconnecting, say), the block is
+    cancelled and that error is raised when it exits; an error of the block's own code
+    comes out as it was raised.
     """
 
-    def __init__(self, watch: ModelWatch, get_model: Callable[[str], Awaitable[Model]]) -> None:
+    def __init__(
+        self,
+        watch: ModelWatch,
+        get_model: Callable[[str], Awaitable[Model]],
+        *,
+        first_batch_timeout: float | None = None,
+    ) -> None:
         """Prepare; nothing connects before `async with`."""
         self._watch = watch
         self._get_model = get_model
+        self._first_batch_timeout = first_batch_timeout
         #: The models PiecesOS has now, by id.
         self.models: dict[str, Model] = {}
         self._listeners: list[MemoryObjectSendStream[ModelChange]] = []
         self._task_group: TaskGroup | None = None
+        self._ended = False
 
     async def __aenter__(self) -> LiveModels:
         batches = await self._watch.__aenter__()
         try:
-            first = await anext(batches)
+            # PiecesOS sends the current identifiers at once; a socket that says nothing
+            # must not hold the caller for ever.
+            with anyio.move_on_after(self._first_batch_timeout) as scope:
+                first = await anext(batches)
+            if scope.cancelled_caught:
+                raise PiecesTimeoutError(
+                    f"no model identifiers within {self._first_batch_timeout} s of connecting",
+                    phase="read",
+                    method="GET",
+                    url=self._watch._url,
+                )
             await self._apply(first, snapshot=True)
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
@@ -108,19 +133,30 @@ class LiveModels:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
+        self._ended = True
         try:
             if self._task_group is not None:
                 self._task_group.cancel_scope.cancel()
-                return await self._task_group.__aexit__(exc_type, exc, tb)
+                try:
+                    return await self._task_group.__aexit__(exc_type, exc, tb)
+                except BaseExceptionGroup as group:
+                    raise _unwrap(group, exc) from None
             return None
         finally:
             for listener in self._listeners:
                 listener.close()
+            self._listeners.clear()
             await self._watch.__aexit__(None, None, None)
 
     def changes(self) -> AsyncIterator[ModelChange]:
-        """Every change from this call on, in order, until the block ends."""
-        send, receive = anyio.create_memory_object_stream[ModelChange](math.inf)
+        """Every change from this call on, in order, until the block ends.
+
+        A reader that falls `MAX_BACKLOG` changes behind is ended (with a warning) rather
+        than let memory grow.
+        """
+        if self._ended:
+            raise PiecesClientStateError("this live model list has ended; start a new one")
+        send, receive = anyio.create_memory_object_stream[ModelChange](MAX_BACKLOG)
         self._listeners.append(send)  # now, so that no change after this call is missed
         return _drain(receive)
 
@@ -144,6 +180,12 @@ class LiveModels:
             except ModelNotFoundError:
                 self._remove(model_id)  # gone again before we could look
                 continue
+            except (PiecesAPIError, PiecesDecodeError, PiecesTimeoutError) as exc:
+                # One model PiecesOS cannot serve now must not cost the whole list.
+                logger.warning(
+                    "could not fetch model %s; keeping what was known: %s", model_id, exc
+                )
+                continue
             before = self.models.get(model_id)
             self.models[model_id] = model
             if before is None:
@@ -162,5 +204,31 @@ class LiveModels:
         for listener in list(self._listeners):
             try:
                 listener.send_nowait(change)
+            except anyio.WouldBlock:
+                logger.warning("a changes() reader fell %d changes behind: ended", MAX_BACKLOG)
+                listener.close()
+                self._listeners.remove(listener)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._listeners.remove(listener)  # its reader left
+
+
+#: How far a `changes()` reader may fall behind before it is ended.
+MAX_BACKLOG = 10_000
+
+
+def _unwrap(group: BaseExceptionGroup, own: BaseException | None) -> BaseException:
+    """The one error a `LiveModels` block should raise for its task group's `group`."""
+    cancelled = anyio.get_cancelled_exc_class()
+    errors = [e for e in _leaves(group) if not isinstance(e, cancelled)]
+    if own is not None and any(e is own for e in errors):
+        return own  # the block's own error, as raised
+    if len(errors) == 1:
+        return errors[0]
+    return group if errors else _leaves(group)[0]  # cancellation only: as it came
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for error in group.exceptions:
+        out.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return out

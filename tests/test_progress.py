@@ -310,3 +310,30 @@ async def test_without_a_size_there_is_no_estimate(
         async for _ in stream:
             pass
     assert stream.total_bytes is None and stream.bytes_done is None and stream.eta is None
+
+
+async def test_a_size_of_zero_gives_no_estimate() -> None:
+    catalog = [
+        {
+            "id": "zero",
+            "name": "Zero",
+            "version": "1",
+            "type": "BALANCED",
+            "usage": "CODE_CONVERSATION",
+            "bytes": {"value": 0, "readable": "0 B"},
+        }
+    ]
+    async with PiecesOSEmulator(catalog, download_interval=0.01, download_steps=3) as emu:
+        async with AsyncPiecesClient(emu.url) as client:
+            stream = client.download("zero")
+            with anyio.fail_after(10):
+                async for _ in stream:
+                    assert stream.eta is None  # not a ZeroDivisionError
+    assert stream.total_bytes is None and stream.rate is None
+
+
+def test_a_stall_timeout_must_be_positive(pieces_emulator: PiecesOSEmulator) -> None:
+    client = AsyncPiecesClient(pieces_emulator.url)
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="stall_timeout"):
+            client.download("m", stall_timeout=bad)

@@ -165,3 +165,78 @@ def test_find_refuses_an_ambiguous_or_unknown_name() -> None:
     with pytest.raises(ModelLookupError, match="no model"):
         models.find("nobody")
     assert isinstance(info.value, LookupError)
+
+
+# -- found by attacking it -------------------------------------------------------------------
+
+
+async def test_calls_refused_together_all_follow_pieces_os(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PIECES_OS_URL", raising=False)
+    emulator = PiecesOSEmulator()
+    try:
+        await emulator.start_in_range(DISCOVERY_PORTS)
+    except OSError:
+        pytest.skip("no free port in 39300-39333 on this machine")
+    try:
+        with anyio.fail_after(BOUND):
+            async with AsyncPiecesClient(retry=None) as c:
+                await emulator.restart([p for p in DISCOVERY_PORTS if p > (emulator.port or 0)])
+                results: list[str] = []
+
+                async def call() -> None:
+                    results.append((await c.health()).strip())
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(10):
+                        tg.start_soon(call)
+        assert results == ["ok"] * 10
+    finally:
+        await emulator.stop()
+
+
+async def test_wait_until_ready_refuses_a_senseless_timeout(
+    pieces_client: AsyncPiecesClient,
+) -> None:
+    for timeout in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="timeout"):
+            await pieces_client.wait_until_ready(timeout=timeout)
+
+
+async def test_wait_until_ready_says_what_pieces_os_answered(serve_app: ServeApp) -> None:
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="starting up", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/.well-known/health", health)
+    url = await serve_app(app)
+    with anyio.fail_after(BOUND):
+        async with AsyncPiecesClient(url) as c:
+            with pytest.raises(PiecesTimeoutError, match="starting up"):
+                await c.wait_until_ready(timeout=0.3)
+
+
+async def test_increment_score_refuses_what_it_cannot_send(
+    pieces_client: AsyncPiecesClient,
+) -> None:
+    with pytest.raises(TypeError, match="SeededScoreIncrement"):
+        await pieces_client.increment_model_score("m", {"model": {"reuse": True}})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="model"):
+        await pieces_client.increment_model_score(
+            "m", SeededScoreIncrement(model=SeededScore(reuse=True), other={"model": {}})
+        )
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(TypeError, match="JSON"):
+        await pieces_client.increment_model_score("m", SeededScoreIncrement(other=cyclic))
+
+
+def test_find_refuses_an_empty_or_non_text_name() -> None:
+    from aiopieces import Model, Models
+
+    models = Models(iterable=[Model(id="a")])  # no name: it decodes as ""
+    with pytest.raises(ModelLookupError):
+        models.find("")
+    with pytest.raises(TypeError):
+        models.find(None)  # type: ignore[arg-type]
