@@ -323,12 +323,12 @@ async def test_a_size_of_zero_gives_no_estimate() -> None:
             "bytes": {"value": 0, "readable": "0 B"},
         }
     ]
-    async with PiecesOSEmulator(catalog, download_interval=0.01, download_steps=3) as emu:
-        async with AsyncPiecesClient(emu.url) as client:
-            stream = client.download("zero")
-            with anyio.fail_after(10):
-                async for _ in stream:
-                    assert stream.eta is None  # not a ZeroDivisionError
+    emulator = PiecesOSEmulator(catalog, download_interval=0.01, download_steps=3)
+    async with emulator, AsyncPiecesClient(emulator.url) as client:
+        stream = client.download("zero")
+        with anyio.fail_after(10):
+            async for _ in stream:
+                assert stream.eta is None  # not a ZeroDivisionError
     assert stream.total_bytes is None and stream.rate is None
 
 
