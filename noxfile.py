@@ -35,7 +35,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package and the examples."""
     session.install("-e", ".[test]", "mypy>=1.10")
-    session.run("mypy", "--strict", "aiopieces", "examples")
+    session.run("mypy", "--strict", "aiopieces", "examples", "scripts")
 
 
 @nox.session
