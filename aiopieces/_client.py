@@ -149,8 +149,33 @@ class _Connection:
             raise PiecesClientStateError("the client was closed while waiting to retry")
 
 
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """What may differ between views of one client: one value, replaced as a whole."""
+
+    timeout: Timeout
+    retry: Retry
+    max_response_bytes: int
+    #: `timeout` as aiohttp takes it, made once rather than per call.
+    aiohttp_timeout: aiohttp.ClientTimeout
+
+    @classmethod
+    def make(
+        cls, timeout: Timeout | float | None, retry: Retry | None, max_response_bytes: int
+    ) -> _Options:
+        """Options from what a user may pass."""
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be at least 1")
+        timeout = Timeout.coerce(timeout)
+        return cls(timeout, Retry.coerce(retry), max_response_bytes, timeout.to_aiohttp())
+
+
 class AsyncPiecesClient:
-    """An async client for PiecesOS's Model and Models APIs; use it with `async with`."""
+    """An async client for PiecesOS's Model and Models APIs; use it with `async with`.
+
+    `with_options()` gives views of one client: they share its session, its streams and
+    its state, so closing any of them (`aclose()`, leaving `async with`) closes them all.
+    """
 
     def __init__(
         self,
@@ -165,17 +190,17 @@ class AsyncPiecesClient:
         """Configure the client; nothing connects before `async with` (or `open()`)."""
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
+        self._options = _Options.make(timeout, retry, max_response_bytes)
         self._conn = _Connection(
             base_url, session, owns_session=session is None, max_connections=max_connections
         )
-        self._max_connections = max_connections
-        self._max_response_bytes = max_response_bytes
-        self._configure(timeout, retry)
 
-    def _configure(self, timeout: Timeout | float | None, retry: Retry | None) -> None:
-        self._timeout = Timeout.coerce(timeout)
-        self._aiohttp_timeout = self._timeout.to_aiohttp()
-        self._retry = Retry.coerce(retry)
+    @classmethod
+    def _sharing(cls, conn: _Connection, options: _Options) -> AsyncPiecesClient:
+        """A view of `conn` with `options` (what `with_options` returns)."""
+        view = cls.__new__(cls)
+        view._conn, view._options = conn, options
+        return view
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -206,7 +231,7 @@ class AsyncPiecesClient:
                 if conn.session is None:
                     conn.session = aiohttp.ClientSession(
                         headers=_HEADERS,
-                        timeout=self._aiohttp_timeout,
+                        timeout=self._options.aiohttp_timeout,
                         # No connector limit: request/response calls are limited by
                         # `slots`, and WebSockets must not wait behind them.
                         connector=aiohttp.TCPConnector(limit=0),
@@ -263,32 +288,36 @@ class AsyncPiecesClient:
     @property
     def timeout(self) -> Timeout:
         """The timeouts this client applies."""
-        return self._timeout
+        return self._options.timeout
 
     @property
     def retry(self) -> Retry:
         """The retry policy this client applies."""
-        return self._retry
+        return self._options.retry
 
     def with_options(
         self,
         *,
         timeout: Timeout | float | _Unset | None = _UNSET,
         retry: Retry | _Unset | None = _UNSET,
+        max_response_bytes: int | _Unset = _UNSET,
     ) -> AsyncPiecesClient:
-        """A view of this client, sharing its session and streams, with other options.
+        """A view of this client, sharing its session, streams and state, with other options.
 
         For one call: `await client.with_options(timeout=600).load_model(big_model)`.
+        Closing the view closes the client (they are one).
         """
-        view = object.__new__(AsyncPiecesClient)
-        view._conn = self._conn
-        view._max_connections = self._max_connections
-        view._max_response_bytes = self._max_response_bytes
-        view._configure(
-            self._timeout if isinstance(timeout, _Unset) else timeout,
-            self._retry if isinstance(retry, _Unset) else retry,
+        old = self._options
+        return self._sharing(
+            self._conn,
+            _Options.make(
+                old.timeout if isinstance(timeout, _Unset) else timeout,
+                old.retry if isinstance(retry, _Unset) else retry,
+                old.max_response_bytes
+                if isinstance(max_response_bytes, _Unset)
+                else max_response_bytes,
+            ),
         )
-        return view
 
     # -- the Models API ----------------------------------------------------------
 
@@ -416,7 +445,7 @@ class AsyncPiecesClient:
 
     def live_models(self) -> LiveModels:
         """A dict of models kept current from `watch_models()`: `async with` it."""
-        timeout = self._timeout
+        timeout = self._options.timeout
         first = None
         if timeout.connect is not None and timeout.read is not None:
             first = timeout.connect + timeout.read
@@ -514,7 +543,7 @@ class AsyncPiecesClient:
             return await with_retries(
                 lambda: self._send(endpoint, path, data, internal),
                 idempotent=endpoint.idempotent,
-                policy=self._retry,
+                policy=self._options.retry,
                 what=f"{endpoint.method} {path}",
                 sleep=self._conn.sleep,
             )
@@ -557,9 +586,9 @@ class AsyncPiecesClient:
                 url,
                 data=data,
                 headers=None if data is None else _JSON_BODY,
-                timeout=self._timeout,
-                aiohttp_timeout=self._aiohttp_timeout,
-                limit=self._max_response_bytes,
+                timeout=self._options.timeout,
+                aiohttp_timeout=self._options.aiohttp_timeout,
+                limit=self._options.max_response_bytes,
             )
         except (PiecesError, RuntimeError) as exc:
             # A session closed under the call (by `aclose()`, or by its owner) fails it
@@ -608,7 +637,7 @@ class _StreamHost:
 
     @property
     def max_frame_bytes(self) -> int:
-        return self._client._max_response_bytes
+        return self._client._options.max_response_bytes
 
     def session(self) -> aiohttp.ClientSession:
         return self._client._session()

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from aiopieces import (
     AsyncPiecesClient,
+    ClientState,
     GroupedTimestamp,
     ModelDeleteCacheInput,
     ModelNotFoundError,
@@ -289,12 +290,33 @@ async def test_a_given_session_is_used_and_never_closed(pieces_emulator: PiecesO
             assert resp.status == 200
 
 
-async def test_with_options_shares_the_session(pieces_client: AsyncPiecesClient) -> None:
-    quick = pieces_client.with_options(timeout=Timeout(connect=1, read=1, total=5), retry=None)
-    assert quick.timeout.total == 5 and pieces_client.timeout.total is None
-    assert quick.retry.attempts == 1 and pieces_client.retry.attempts == 3
-    assert pieces_client.with_options().timeout == pieces_client.timeout
-    await quick.list_models()
+async def test_with_options_changes_only_what_it_is_given(serve_app: ServeApp) -> None:
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=b" " * 5000 + b"{}", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/models", big)
+    parent = AsyncPiecesClient(
+        await serve_app(app), timeout=Timeout(connect=3, read=7), max_response_bytes=1000
+    )
+    async with parent:
+        quick = parent.with_options(retry=None)
+        assert quick.timeout == parent.timeout == Timeout(connect=3, read=7)
+        assert quick.retry.attempts == 1 and parent.retry.attempts == 3
+        with pytest.raises(PiecesDecodeError, match="exceeds 1000"):
+            await quick.list_models()  # the parent's size limit holds in the view
+        roomy = quick.with_options(max_response_bytes=10_000, timeout=9)
+        assert (await roomy.list_models()).iterable == []
+        assert roomy.retry.attempts == 1 and roomy.timeout == Timeout.coerce(9)
+    with pytest.raises(PiecesClientStateError, match="closed"):
+        await quick.list_models()  # one client: closing the parent closed the views
+
+
+async def test_closing_a_view_closes_the_client(pieces_emulator: PiecesOSEmulator) -> None:
+    parent = AsyncPiecesClient(pieces_emulator.url)
+    async with parent.with_options(timeout=5) as view:
+        assert (await parent.list_models()).iterable  # one session, opened by the view
+    assert view.state is parent.state is ClientState.CLOSED
 
 
 def test_timeout_config() -> None:
