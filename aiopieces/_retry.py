@@ -1,20 +1,19 @@
-"""Retries: which failures are retried, and how (tenacity, imported on first retry)."""
+"""Retries: which failures are retried, and how long to wait before the next try."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import anyio
 import msgspec
 
 from ._exceptions import PiecesAPIError, PiecesConnectionError, PiecesError
 
-if TYPE_CHECKING:
-    from tenacity import RetryCallState
-
-__all__ = ["Retry", "is_retryable", "with_retries"]
+__all__ = ["Retry", "is_retryable", "next_wait", "with_retries"]
 
 logger = logging.getLogger("aiopieces")
 
@@ -62,20 +61,12 @@ def is_retryable(exc: BaseException, idempotent: bool, policy: Retry) -> bool:
     return False
 
 
-def _next_wait(policy: Retry) -> Callable[[RetryCallState], float]:
-    """Tenacity's wait: the server's `Retry-After` when it gave one, else jittered backoff."""
-    from tenacity import wait_random_exponential
-
-    backoff = wait_random_exponential(multiplier=policy.backoff, max=policy.max_backoff)
-
-    def wait(state: RetryCallState) -> float:
-        """Seconds to wait before the next try."""
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, PiecesAPIError) and error.retry_after is not None:
-            return error.retry_after
-        return backoff(state)
-
-    return wait
+def next_wait(error: PiecesError, policy: Retry, failures: int) -> float:
+    """Seconds to wait after the `failures`-th failure: the server's `Retry-After` when it
+    gave one, else exponential backoff with full jitter (random in [0, backoff * 2**n])."""
+    if isinstance(error, PiecesAPIError) and error.retry_after is not None:
+        return error.retry_after
+    return random.uniform(0, min(policy.max_backoff, policy.backoff * 2 ** (failures - 1)))
 
 
 async def with_retries(
@@ -88,54 +79,25 @@ async def with_retries(
 ) -> T:
     """Run `attempt`, retrying it as `policy` allows when it fails retryably.
 
-    The first try runs on its own, so the common case never imports tenacity. After a
-    retryable failure, tenacity drives the rest: it waits (the server's `Retry-After`,
-    else jittered exponential backoff), never starts a try that would begin more than
-    `max_elapsed` seconds after the first failure, and re-raises the last error.
-    `sleep` does the waiting; the client passes one that ends early when it closes.
+    One loop, read top to bottom: try; on a failure decide whether to go on (retryable,
+    tries left), how long to wait, and whether the next try would still start within
+    `max_elapsed` of the first failure; then wait and try again. The last error is raised
+    as it was. `sleep` does the waiting; the client passes one that ends early (with an
+    error) when it closes.
     """
-    try:
-        return await attempt()
-    except PiecesError as exc:
-        if policy.attempts == 1 or not is_retryable(exc, idempotent, policy):
-            raise
-        first_error = exc
-
-    # Imported here: most processes never retry, and import time matters to a client.
-    from tenacity import (
-        AsyncRetrying,
-        retry_if_exception,
-        stop_after_attempt,
-        stop_before_delay,
-    )
-
-    def log_retry(state: RetryCallState) -> None:
-        """Log each retry at DEBUG, with the wait and the error that caused it."""
-        error = state.outcome.exception() if state.outcome else None
-        logger.debug(
-            "retrying %s in %.2f s (try %d failed: %s)",
-            what,
-            state.upcoming_sleep,
-            state.attempt_number,
-            error,
-        )
-
-    retrying = AsyncRetrying(
-        sleep=sleep,
-        # The first try counts as the first attempt (see `pending` below).
-        stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.max_elapsed),
-        wait=_next_wait(policy),
-        retry=retry_if_exception(lambda exc: is_retryable(exc, idempotent, policy)),
-        before_sleep=log_retry,
-        reraise=True,
-    )
-    pending: PiecesError | None = first_error
-    async for try_ in retrying:
-        with try_:
-            if pending is not None:
-                # Tenacity's first attempt is the try that already failed: hand it its
-                # error, so that it counts the try and waits before the next one.
-                error, pending = pending, None
-                raise error
+    deadline: float | None = None
+    for tries in itertools.count(1):
+        try:
             return await attempt()
-    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        except PiecesError as error:
+            if tries >= policy.attempts or not is_retryable(error, idempotent, policy):
+                raise
+            now = anyio.current_time()
+            if deadline is None:
+                deadline = now + policy.max_elapsed  # the budget starts at the first failure
+            wait = next_wait(error, policy, tries)
+            if now + wait >= deadline:
+                raise  # the next try would start after the budget: this error is the answer
+            logger.debug("retrying %s in %.2f s (try %d failed: %s)", what, wait, tries, error)
+        await sleep(wait)
+    raise AssertionError("unreachable: itertools.count never ends")  # pragma: no cover
