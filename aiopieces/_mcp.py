@@ -95,6 +95,23 @@ class ModelArguments(_Arguments):
     model_id: ModelId
 
 
+class DownloadArguments(_Arguments):
+    """The model to download, and how long it may go without progress."""
+
+    model_id: ModelId
+    stall_timeout: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                gt=0,
+                description="Fail (and cancel the download) if its percentage does not move "
+                "for this many seconds. Default: wait as long as it takes.",
+            ),
+        ]
+        | None
+    ) = None
+
+
 class ListModelsArguments(_Arguments):
     """Which models to list; a filter left out keeps every model."""
 
@@ -272,12 +289,15 @@ async def _find_model(call: _Call, args: FindModelArguments) -> Answer:
     return f"{_named(model)}: {_state(model)}", model
 
 
-async def _download_model(call: _Call, args: ModelArguments) -> Answer:
+async def _download_model(call: _Call, args: DownloadArguments) -> Answer:
     # cancel_on_exit: when the request is cancelled (or the client goes away), leaving the
     # block cancels the download in PiecesOS; the stream never outlives the request.
     reported = -1.0
     last = None
-    async with call.client.download(args.model_id, cancel_on_exit=True) as events:
+    download = call.client.download(
+        args.model_id, cancel_on_exit=True, stall_timeout=args.stall_timeout
+    )
+    async with download as events:
         async for event in events:
             last = event
             if event.percentage is not None and event.percentage > reported:
@@ -406,8 +426,9 @@ TOOLS: dict[str, _Tool] = {
             "downloaded. Sends progress notifications (0 to 100, with the download's status) "
             "when the request carries a progress token. Cancelling the request cancels the "
             "download in PiecesOS. A model already downloaded completes at once; a cloud "
-            "model cannot be downloaded. Fails if the download fails or is canceled.",
-            ModelArguments,
+            "model cannot be downloaded. Fails if the download fails or is canceled, or "
+            "stalls longer than `stall_timeout`.",
+            DownloadArguments,
             Model,
             _download_model,
             types.ToolAnnotations(

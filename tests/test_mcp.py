@@ -312,6 +312,22 @@ async def test_cancelling_the_download_request_cancels_it_in_pieces_os(
 
 
 @pytest.mark.parametrize("era", ERAS)
+async def test_a_stalled_download_fails_and_is_cancelled(
+    server: Server[Any], pieces_emulator: PiecesOSEmulator, era: str
+) -> None:
+    mid = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=50)  # then no progress at all
+    arguments = {"model_id": mid, "stall_timeout": 0.3}
+    with anyio.fail_after(BOUND):
+        async with connect(server, era) as client:
+            message = error(await client.call_tool("download_model", arguments))
+        await pieces_emulator.wait_for_subscribers(mid, 0)
+    assert message.startswith("no progress for 0.3 s on ") and "(stall timeout)" in message
+    assert ("POST", f"/model/{mid}/download/cancel") in pieces_emulator.requests
+    assert not pieces_emulator.model(mid).downloading
+
+
+@pytest.mark.parametrize("era", ERAS)
 async def test_a_failed_download_is_a_tool_error(
     server: Server[Any], pieces_emulator: PiecesOSEmulator, era: str
 ) -> None:
@@ -446,6 +462,9 @@ async def test_bad_arguments_get_the_validation_message(server: Server[Any], era
         ("get_model", '{"model_id": ""}'): "Expected `str` of length >= 1 - at `$.model_id`",
         ("get_model", '{"model_id": "x", "id": "y"}'): "Object contains unknown field `id`",
         ("list_models", '{"where": "mars"}'): "Invalid enum value 'mars' - at `$.where`",
+        ("download_model", '{"model_id": "x", "stall_timeout": 0}'): (
+            "Expected `float` > 0.0 - at `$.stall_timeout`"
+        ),
         ("create_model", '{"name": "x"}'): "Object missing required field `version`",
         ("update_model", '{"id": "x", "name": null}'): "Expected `str`, got `null` - at `$.name`",
     }
@@ -651,6 +670,7 @@ async def test_killing_the_stdio_client_mid_download_leaves_nothing_behind(
             await process.stdin.aclose()  # the client is gone: EOF, and no goodbye
             assert await process.wait() == 0  # the server ends by itself
         await pieces_emulator.wait_for_subscribers(mid, 0)
+    assert pieces_emulator.identifier_subscriber_count() == 0
     assert ("POST", f"/model/{mid}/download/cancel") in pieces_emulator.requests
     assert pieces_emulator.running_downloads() == []
     assert not pieces_emulator.model(mid).downloading
