@@ -1,9 +1,8 @@
-"""`aiopieces mcp`: PiecesOS model management as a Model Context Protocol server.
+"""`aiopieces mcp`: PiecesOS model management as a Model Context Protocol server."""
 
-Tools for every model operation, the models as resources with change notifications, over
-stdio or streamable HTTP. Needs the `mcp` extra; only the CLI and the tests import this
-module, so `import aiopieces` never imports mcp.
-"""
+# Tools for every model operation, and the models as resources with change notifications,
+# over stdio or streamable HTTP. Needs the `mcp` extra: only the CLI and the tests import
+# this module, so `import aiopieces` never imports mcp.
 
 from __future__ import annotations
 
@@ -37,7 +36,7 @@ from mcp.shared.exceptions import MCPError
 from ._client import AsyncPiecesClient
 from ._config import Timeout
 from ._enums import ModelDownloadProgressStatusEnum
-from ._exceptions import ModelNotFoundError, PiecesError
+from ._exceptions import ModelNotFoundError, PiecesClientStateError, PiecesError
 from ._types import (
     GroupedTimestamp,
     Model,
@@ -212,10 +211,13 @@ class _Tool:
     annotations: types.ToolAnnotations
     decoder: msgspec.json.Decoder[Any] = field(init=False, repr=False)
     input_schema: dict[str, Any] = field(init=False, repr=False)
+    output_schema: dict[str, Any] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.arguments))
         object.__setattr__(self, "input_schema", json_schema(self.arguments))
+        output = None if self.output is None else json_schema(self.output)
+        object.__setattr__(self, "output_schema", output)
 
     def definition(self) -> types.Tool:
         """The tool as `tools/list` describes it."""
@@ -224,23 +226,21 @@ class _Tool:
             title=self.title,
             description=self.description,
             input_schema=self.input_schema,
-            output_schema=None if self.output is None else json_schema(self.output),
+            output_schema=self.output_schema,
             annotations=self.annotations,
         )
 
 
 def json_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
-    """The JSON schema of one of our types, its definitions inline under `$defs`.
-
-    Our enums are open (a value PiecesOS added later decodes and is sent back as it is),
-    so their schemas name the known values without refusing others.
-    """
+    """The JSON schema of one of our types, its definitions inline under `$defs`."""
     (ref,), defs = msgspec.json.schema_components([struct], ref_template="#/$defs/{name}")
     root: dict[str, Any] = defs.pop(ref["$ref"].rpartition("/")[2])
     for definition in [root, *defs.values()]:
         if "description" in definition:
             definition["description"] = " ".join(definition["description"].split())
         if "enum" in definition:
+            # Our enums are open (a value PiecesOS added later decodes, and is sent back
+            # as it came): name the known values without refusing others.
             known = definition.pop("enum")
             definition["anyOf"] = [{"enum": known}, {"type": "string"}]
             definition["description"] = (
@@ -557,7 +557,8 @@ async def _call_tool(
         return _error(str(exc))
     except Exception as exc:  # a bug of ours: the caller gets a line, the log the traceback
         logger.exception("tool %s failed", tool.name)
-        return _error(f"{tool.name} failed unexpectedly: {type(exc).__name__}: {exc}")
+        detail = " ".join(str(exc).split())
+        return _error(f"{tool.name} failed unexpectedly: {type(exc).__name__}: {detail}")
     content: list[types.ContentBlock] = [types.TextContent(text=line)]
     if result is None:
         return types.CallToolResult(content=content)
@@ -676,11 +677,9 @@ class _ModelFeed:
         self._run: _FeedRun | None = None
 
     async def acquire(self) -> None:
-        """One more listener: once this returns, every later change is published.
-
-        The first listener opens the stream; if PiecesOS cannot be reached, this raises
-        the error (and counts nobody).
-        """
+        """One more listener; once this returns, every later change is published."""
+        # The first listener opens the stream; if that fails (PiecesOS cannot be reached),
+        # every listener waiting for it gets the error, and none is counted.
         self._users += 1
         try:
             run = self._run
@@ -701,15 +700,6 @@ class _ModelFeed:
             self._run.scope.cancel()
             self._run = None
 
-    @contextlib.asynccontextmanager
-    async def listening(self) -> AsyncIterator[None]:
-        """Count as a listener for the duration of the block."""
-        await self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
-
     async def _follow(self, run: _FeedRun) -> None:
         """Publish every change; after PiecesOS went away, follow again and resynchronise."""
         delay = 1.0
@@ -727,6 +717,8 @@ class _ModelFeed:
                             delay = 1.0
                             async for change in changes:
                                 await self._publish_change(change)
+                        return  # the client closed
+                    except PiecesClientStateError:
                         return  # the client closed
                     except PiecesError as exc:
                         if not run.ready.is_set():
@@ -788,11 +780,9 @@ class _LegacySubscriptions:
 
 
 def _connection(ctx: ServerRequestContext[_State, Any]) -> Connection:
-    """The connection a request came on, which outlives it.
-
-    The SDK's request context does not expose it yet (its session holds it), though its
-    `exit_stack` is where the SDK says per-connection cleanup goes.
-    """
+    """The connection a request came on, which outlives it."""
+    # The SDK's request context does not expose it yet (its session holds it), though the
+    # connection's `exit_stack` is where the SDK says per-connection cleanup goes.
     return ctx.session._connection
 
 
@@ -864,11 +854,9 @@ _INSTRUCTIONS = (
 
 
 def create_server(url: str | None = None, **client_options: Any) -> Server[_State]:
-    """The MCP server, over an `AsyncPiecesClient(url, **client_options)` it opens itself.
-
-    The client opens when the server starts serving (`url` None: `PIECES_OS_URL`, else
-    discovery) and closes when it stops.
-    """
+    """The MCP server, over an `AsyncPiecesClient(url, **client_options)` of its own."""
+    # The client opens when the server starts serving (`url` None: `PIECES_OS_URL`, else
+    # discovery) and closes when it stops.
 
     @contextlib.asynccontextmanager
     async def lifespan(server: Server[_State]) -> AsyncIterator[_State]:
@@ -917,11 +905,9 @@ async def serve_mcp(
     port: int = 8000,
     timeout: Timeout | float | None = None,
 ) -> None:
-    """Serve over stdio (or streamable HTTP on a loopback `host`) until the client leaves.
-
-    `emulator`: serve against the bundled PiecesOS emulator instead of `url`. `timeout`:
-    the client's (its default when None).
-    """
+    """Serve over stdio, or streamable HTTP on a loopback `host`, until the client leaves."""
+    # `emulator`: against the bundled PiecesOS emulator instead of `url`. `timeout`: the
+    # client's (its default when None).
     if http and host not in _LOOPBACK:
         raise ValueError(
             f"the MCP server has no authentication: serve it on 127.0.0.1, ::1 or localhost, "
@@ -971,6 +957,7 @@ def _say(text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """`python -m aiopieces._mcp`: the same server as `aiopieces mcp`."""
     parser = argparse.ArgumentParser(prog="python -m aiopieces._mcp", description=__doc__)
+    # The same options as `aiopieces mcp`, so that the two can stand in for each other.
     parser.add_argument("--url", help="the PiecesOS URL (default: $PIECES_OS_URL, else discovery)")
     parser.add_argument("--emulator", action="store_true", help="serve the bundled emulator")
     parser.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")

@@ -1,8 +1,7 @@
-"""`aiopieces mcp`: the MCP server driven by the official MCP client against the emulator.
+"""`aiopieces mcp`: the MCP server driven by the official MCP client against the emulator."""
 
-In memory over JSON-RPC streams, in both protocol eras (the 2025-11-25 handshake and
-2026-07-28), over stdio in a subprocess, and over streamable HTTP on 127.0.0.1.
-"""
+# In memory over JSON-RPC streams in both protocol eras (the 2025-11-25 handshake, and
+# 2026-07-28), over stdio in a subprocess, and over streamable HTTP on 127.0.0.1.
 
 from __future__ import annotations
 
@@ -69,11 +68,9 @@ Progress = tuple[float, float | None, str | None]
 
 @contextlib.asynccontextmanager
 async def memory_transport(server: Server[Any]) -> AsyncIterator[tuple[Any, Any]]:
-    """The server running on JSON-RPC memory streams; leaving is a client that vanishes.
-
-    Both client ends close at once, as when its process dies: the server must end every
-    request and stop by itself (the block fails if it has not within the bound).
-    """
+    """The server on JSON-RPC memory streams; leaving is a client that vanishes."""
+    # Both client ends close at once, as when its process dies: the server must end every
+    # request and stop by itself (the block fails if it has not within the bound).
     async with create_client_server_memory_streams() as (client_streams, (read, write)):
         done = anyio.Event()
 
