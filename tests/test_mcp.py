@@ -684,12 +684,12 @@ async def test_over_streamable_http_on_loopback(pieces_emulator: PiecesOSEmulato
     with anyio.fail_after(BOUND):
         process = await anyio.open_process(command, stdout=subprocess.DEVNULL)
         async with process:
-            assert process.stderr is not None
-            lines = BufferedByteReceiveStream(process.stderr)
-            line = (await lines.receive_until(b"\n", 4096)).decode()
-            prefix = "serving MCP over streamable HTTP at "
-            assert line.startswith(prefix + "http://127.0.0.1:") and line.endswith("/mcp")
             try:
+                assert process.stderr is not None
+                lines = BufferedByteReceiveStream(process.stderr)
+                line = (await lines.receive_until(b"\n", 4096)).decode()
+                prefix = "serving MCP over streamable HTTP at "
+                assert line.startswith(prefix + "http://127.0.0.1:") and line.endswith("/mcp")
                 async with Client(line.removeprefix(prefix)) as client:
                     assert len((await client.list_tools()).tools) == len(TOOL_NAMES)
                     result = await client.call_tool(
@@ -697,7 +697,7 @@ async def test_over_streamable_http_on_loopback(pieces_emulator: PiecesOSEmulato
                     )
                     assert as_model(ok(result)).downloaded
             finally:
-                process.send_signal(signal.SIGINT)
+                process.send_signal(signal.SIGINT)  # as Ctrl-C: uvicorn shuts down
                 await process.wait()
     assert progress == sorted(progress) and progress[-1] == 100
 
