@@ -24,32 +24,17 @@ from aiopieces import AsyncPiecesClient, PiecesAPIError
 from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
-from .test_client import (
+from .helpers import (
     CLOUD,
     LOCAL_DOWNLOADED,
     LOCAL_NOT_DOWNLOADED,
+    SCRIPT,
+    cli,
+    cli_env,
     free_port,
     model_id,
     seeded,
 )
-
-#: The installed console script, as a user runs it.
-SCRIPT = Path(sys.executable).parent / "aiopieces"
-#: Environment variables that would change what rich prints, or where the CLI connects.
-_SCRUBBED = {"PIECES_OS_URL", "FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR", "TTY_INTERACTIVE"}
-
-
-def cli_env(columns: int = 80) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
-    env["COLUMNS"] = str(columns)
-    return env
-
-
-async def cli(*args: str, url: str | None = None, columns: int = 80) -> tuple[int, str, str]:
-    """Run `aiopieces [--url URL] ARGS` with its output piped; (status, stdout, stderr)."""
-    command = [str(SCRIPT), *(["--url", url] if url else [])]
-    result = await anyio.run_process([*command, *args], env=cli_env(columns), check=False)
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
 def one_line(err: str) -> str:

@@ -28,8 +28,16 @@ from aiopieces import AsyncPiecesClient
 from aiopieces._cli import _parser
 from aiopieces.testing import PiecesOSEmulator
 
-from .test_cli import SCRIPT, cli, cli_env
-from .test_client import CLOUD, LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, model_id, seeded
+from .helpers import (
+    CLOUD,
+    LOCAL_DOWNLOADED,
+    LOCAL_NOT_DOWNLOADED,
+    SCRIPT,
+    cli,
+    cli_env,
+    model_id,
+    seeded,
+)
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-B]")
 HEADERS = ["name", "id", "where", "state", "size"]

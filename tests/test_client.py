@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import socket
-
 import aiohttp
 import anyio
 import pytest
@@ -13,50 +10,27 @@ from aiohttp import web
 from aiopieces import (
     AsyncPiecesClient,
     ClientState,
-    GroupedTimestamp,
     ModelDeleteCacheInput,
     ModelNotFoundError,
-    ModelTypeEnum,
-    ModelUsageEnum,
     PiecesAPIError,
     PiecesClientStateError,
     PiecesConnectionError,
     PiecesDecodeError,
     PiecesTimeoutError,
-    SeededModel,
     Timeout,
 )
 from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
-
-LOCAL_NOT_DOWNLOADED = "Llama-2 7B Chat"
-LOCAL_DOWNLOADED = "Llama-3 8B Instruct"
-CLOUD = "GPT-4o"
-NON_LLM = "Pieces OCR"
-
-
-def model_id(emulator: PiecesOSEmulator, name: str) -> str:
-    return next(m["id"] for m in emulator.models.values() if m["name"] == name)
-
-
-def seeded(name: str = "my-finetune", **extra: object) -> SeededModel:
-    return SeededModel(
-        name=name,
-        version="1.0",
-        cloud=False,
-        created=GroupedTimestamp(value=dt.datetime(2025, 6, 1, tzinfo=dt.UTC)),
-        type=ModelTypeEnum.BALANCED,
-        usage=ModelUsageEnum.CODE_CONVERSATION,
-        **extra,  # type: ignore[arg-type]
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
+from .helpers import (
+    CLOUD,
+    LOCAL_DOWNLOADED,
+    LOCAL_NOT_DOWNLOADED,
+    NON_LLM,
+    free_port,
+    model_id,
+    seeded,
+)
 
 # -- every endpoint, success and error ------------------------------------------------
 

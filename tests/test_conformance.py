@@ -65,7 +65,7 @@ from aiopieces import (
 from aiopieces import ModelDownloadProgressStatusEnum as Status
 from aiopieces.testing import SHAPES, PiecesOSEmulator, Shape, default_catalog
 
-from .test_client import CLOUD, LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
+from .helpers import CLOUD, LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

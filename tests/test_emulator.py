@@ -21,7 +21,7 @@ from aiopieces import ModelDownloadProgressStatusEnum as Status
 from aiopieces.testing import DEFAULT_VERSION, PIECES_OS_PORTS, PiecesOSEmulator
 from aiopieces.testing._catalog import MODEL_KEY_ORDER
 
-from .test_client import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
+from .helpers import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
 
 LIMIT = 10
 

@@ -20,7 +20,7 @@ from aiopieces import (
 from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
-from .test_client import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, model_id
+from .helpers import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, model_id
 
 FULL_RUN = [Status.INITIALIZED] + [Status.IN_PROGRESS] * 9 + [Status.COMPLETED]
 #: A socket opened before the download starts first hears that PiecesOS knows none yet.

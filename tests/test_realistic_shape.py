@@ -23,7 +23,7 @@ from aiopieces import ModelDownloadProgressStatusEnum as Status
 from aiopieces.testing import SHAPES, PiecesOSEmulator, Shape, default_catalog
 from aiopieces.testing._catalog import MODEL_KEY_ORDER
 
-from .test_client import LOCAL_NOT_DOWNLOADED, model_id
+from .helpers import LOCAL_NOT_DOWNLOADED, model_id
 
 #: Both shapes of the built-in catalog, as (shape, model) pairs.
 CATALOG = [(shape, model) for shape in SHAPES for model in default_catalog(shape)]

@@ -16,7 +16,7 @@ from aiopieces import AsyncPiecesClient, PiecesConnectionError, Retry
 from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
-from .test_client import free_port
+from .helpers import free_port
 
 
 def open_fds() -> int:

@@ -23,7 +23,7 @@ from aiopieces._config import DISCOVERY_PORTS
 from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
-from .test_client import model_id
+from .helpers import model_id
 
 BOUND = 10
 

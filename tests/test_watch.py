@@ -19,7 +19,7 @@ from aiopieces import (
 from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
-from .test_client import seeded
+from .helpers import seeded
 
 BOUND = 10
 

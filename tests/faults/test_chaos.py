@@ -26,7 +26,6 @@ runs (default 1,000, kept under a minute); `nox -s soak` runs 20,000.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import random
 import secrets
@@ -46,17 +45,14 @@ import pytest
 import aiopieces
 from aiopieces import (
     AsyncPiecesClient,
-    GroupedTimestamp,
-    ModelTypeEnum,
-    ModelUsageEnum,
     PiecesClientStateError,
     PiecesError,
     Retry,
-    SeededModel,
     Timeout,
     _progress,
 )
 
+from ..helpers import seeded
 from .chaos import MAX_STEPS, Chaos, Run
 
 RUNS = int(os.environ.get("AIOPIECES_CHAOS_RUNS", "1000"))
@@ -117,17 +113,6 @@ OPS = [
 ]
 #: The package's own directory: a leftover task running code from here is the client's.
 PACKAGE_DIR = str(Path(aiopieces.__file__).parent)
-
-
-def seeded() -> SeededModel:
-    return SeededModel(
-        name="chaos",
-        version="1.0",
-        cloud=False,
-        created=GroupedTimestamp(value=dt.datetime(2025, 6, 1, tzinfo=dt.UTC)),
-        type=ModelTypeEnum.BALANCED,
-        usage=ModelUsageEnum.CODE_CONVERSATION,
-    )
 
 
 @dataclass
@@ -369,7 +354,7 @@ async def call(
     if op.kind == "update_model":
         return await client.update_model(await client.get_model(m))
     if op.kind == "create_model":
-        return await client.create_model(seeded())
+        return await client.create_model(seeded("chaos"))
     if op.kind == "delete_model":
         return await client.delete_model(m)
     return await consume(state, client, op, scope)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import aiohttp
 import anyio
 import msgspec
@@ -18,14 +16,9 @@ from aiopieces import (
     Timeout,
 )
 
+from ..helpers import BOUND, free_port
+from ..helpers import fast_client as client
 from .hostile import Hostile
-from .test_faults import BOUND, client
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_a_refused_connection_says_which_request_and_keeps_the_os_error() -> None:

@@ -6,8 +6,6 @@ nothing. Retries use a tiny backoff so the suite stays fast.
 
 from __future__ import annotations
 
-import socket
-
 import anyio
 import pytest
 
@@ -19,26 +17,12 @@ from aiopieces import (
     PiecesConnectionError,
     PiecesDecodeError,
     PiecesTimeoutError,
-    Retry,
     Timeout,
 )
 
-from ..test_client import seeded
+from ..helpers import BOUND, free_port, seeded
+from ..helpers import fast_client as client
 from .hostile import Hostile
-
-FAST_RETRY = Retry(attempts=3, backoff=0.01, max_backoff=0.02)
-BOUND = 10  # seconds within which every fault must surface
-
-
-def client(url: str, **options: object) -> AsyncPiecesClient:
-    options.setdefault("retry", FAST_RETRY)
-    return AsyncPiecesClient(url, **options)  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def assert_connections_released(c: AsyncPiecesClient) -> None:

@@ -33,9 +33,10 @@ from aiopieces.testing import PiecesOSEmulator
 from aiopieces.testing._catalog import default_catalog
 
 from ..conftest import ServeApp
+from ..helpers import BOUND, FAST_RETRY
+from ..helpers import fast_client as client
 from .conftest import open_sockets
 from .hostile import Hostile
-from .test_faults import BOUND, FAST_RETRY, client
 
 # -- hangs -------------------------------------------------------------------------------------
 
