@@ -32,7 +32,7 @@ from ._client import AsyncPiecesClient
 from ._config import DISCOVERY_PORTS, URL_ENV_VAR, Timeout, validate_base_url
 from ._demo import run_demo
 from ._enums import ModelDownloadProgressStatusEnum, ModelTypeEnum, ModelUsageEnum, OpenEnum
-from ._exceptions import PiecesAPIError, PiecesConnectionError, PiecesError
+from ._exceptions import ModelLookupError, PiecesAPIError, PiecesConnectionError, PiecesError
 from ._types import GroupedTimestamp, Model, ModelDownloadProgress, SeededModel
 from ._version import __version__
 
@@ -208,18 +208,15 @@ def print_model(model: Model, as_json: bool) -> None:
 
 async def resolve_model(client: AsyncPiecesClient, name: str) -> Model:
     """Find a model by id, unique name, display name or unique id prefix."""
-    models = (await client.list_models()).iterable
-    for field in ("id", "unique", "name"):
-        matches = [m for m in models if getattr(m, field) == name]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            ids = ", ".join(m.id for m in matches)
-            raise CLIError(f"{name!r} names {len(matches)} models ({ids}); use an id")
-    lowered = [m for m in models if m.name.lower() == name.lower()]
-    if len(lowered) == 1:
-        return lowered[0]
-    prefixed = [m for m in models if len(name) >= 4 and m.id.startswith(name)]
+    listed = await client.list_models()
+    try:
+        return listed.find(name)  # id, unique name, name, name in any case
+    except ModelLookupError as exc:
+        if exc.matches:
+            ids = ", ".join(exc.matches)
+            raise CLIError(f"{name!r} names {len(exc.matches)} models ({ids}); use an id") from None
+    # The table shows ids shortened to a unique prefix: such a prefix names its model too.
+    prefixed = [m for m in listed.iterable if len(name) >= 4 and m.id.startswith(name)]
     if len(prefixed) == 1:
         return prefixed[0]
     if len(prefixed) > 1:

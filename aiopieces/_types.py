@@ -276,7 +276,8 @@ class Models(WireType):
     schema: EmbeddedModelSchema | None = None
 
     def find(self, name_or_id: str) -> Model:
-        """The model with this id, else this exact name, else this name in any case.
+        """The model with this id, else this `unique` name, else this exact name, else
+        this name in any case.
 
         Raises `ModelLookupError` when none matches or a name matches several models.
         """
@@ -290,6 +291,7 @@ class Models(WireType):
             if model.id == name_or_id:
                 return model
         for matches in (
+            [m for m in self.iterable if m.unique == name_or_id],
             [m for m in self.iterable if m.name == name_or_id],
             [m for m in self.iterable if m.name.casefold() == name_or_id.casefold()],
         ):
