@@ -110,7 +110,11 @@ class PiecesAPIError(PiecesRequestError):
 
 
 class ModelNotFoundError(PiecesAPIError):
-    """PiecesOS knows no model with the requested id (410 or 404)."""
+    """PiecesOS knows no model with the requested id (410 or 404).
+
+    Only `GET /model/{model}` and the progress WebSocket answer so; a POST on an unknown
+    model gets a 500, a plain `PiecesAPIError`.
+    """
 
 
 class PiecesDecodeError(PiecesRequestError):
