@@ -1,4 +1,4 @@
-"""The `aiopieces` command: every endpoint from the shell, plus `demo` and `emulator`.
+"""The `aiopieces` command: every endpoint from the shell, plus `demo`, `emulator`, `mcp`.
 
 Output is for people: tables fit the terminal (80 columns is enough), and piped output
 is plain aligned text, one model a line. `--json` prints JSON instead and needs nothing
@@ -617,6 +617,27 @@ async def cmd_emulator(args: argparse.Namespace) -> None:
         await emulator.stop()
 
 
+async def cmd_mcp(args: argparse.Namespace) -> None:
+    """`aiopieces mcp`: serve model management to MCP hosts (see `aiopieces._mcp`)."""
+    try:
+        from ._mcp import serve_mcp
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in ("mcp", "mcp_types"):
+            raise
+        raise CLIError("the MCP server needs the mcp extra: pip install 'aiopieces[mcp]'") from None
+    try:
+        await serve_mcp(
+            _checked_url(args),
+            emulator=args.emulator,
+            http=args.http,
+            host=args.host,
+            port=args.port,
+            timeout=None if args.timeout is None else _timeout(args),
+        )
+    except (OSError, ValueError) as exc:  # the port is taken, a host not loopback, ...
+        raise CLIError(str(exc)) from exc
+
+
 # -- argument parsing ----------------------------------------------------------------------
 
 
@@ -670,6 +691,7 @@ examples:
   aiopieces download Phi-2         download with a progress bar (Ctrl-C cancels)
   aiopieces show b2e7b513 --json   one model as JSON, named by an id prefix
   aiopieces emulator               a PiecesOS stand-in to try all this on
+  aiopieces mcp                    the same for AI agents: an MCP server
 
 MODEL: a model's id, a unique prefix of it, its unique name or display name.
 Exit status: 0 done, 1 failed (one line on stderr says why), 130 interrupted."""
@@ -830,6 +852,24 @@ def _parser() -> argparse.ArgumentParser:
         default="pieces",
         help="pieces: what PiecesOS really sends (default); schema: schema-complete",
     )
+    mcp = command(
+        "mcp",
+        cmd_mcp,
+        "serve model management to AI agents (Model Context Protocol)",
+        "Over stdio, for an MCP host to start, or with --http over streamable HTTP on "
+        "127.0.0.1. Needs the mcp extra: pip install 'aiopieces[mcp]'.",
+        options=("url", "timeout"),
+    )
+    mcp.add_argument(
+        "--emulator", action="store_true", help="serve the bundled PiecesOS emulator's models"
+    )
+    mcp.add_argument(
+        "--http", action="store_true", help="serve http://HOST:PORT/mcp instead of stdio"
+    )
+    mcp.add_argument(
+        "--host", default="127.0.0.1", help="HTTP address, loopback only (default: %(default)s)"
+    )
+    mcp.add_argument("--port", type=int, default=8000, help="HTTP port (default: %(default)s)")
     return parser
 
 

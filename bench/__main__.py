@@ -68,8 +68,8 @@ def rss_bytes() -> int:
 IMPORT_PROBE = (
     "import resource, sys, time; t = time.perf_counter(); {stmt}; "
     "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-    "sorted(m for m in sys.modules if m.split('.')[0] == 'rich' "
-    "or m.startswith('aiopieces.testing') or m == 'aiopieces._cli'))"
+    "sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'mcp', 'mcp_types') "
+    "or m.startswith('aiopieces.testing') or m in ('aiopieces._cli', 'aiopieces._mcp')))"
 )
 
 

@@ -230,7 +230,7 @@ async def test_help_fits_80_columns(command: str) -> None:
     assert_fits(out.splitlines(), 80)
     if command:
         assert all(option in out for option in ("--url", "--json", "--timeout")) == (
-            command not in ("demo", "emulator")
+            command not in ("demo", "emulator", "mcp")
         )
 
 
@@ -290,7 +290,7 @@ INVOCATIONS: dict[str, Setup] = {
 #: Commands that run until interrupted: their options are tested in test_cli.py.
 ENDLESS_COMMANDS = {"watch"}
 #: Commands that take only some of the global options.
-NOT_CLIENT_COMMANDS = {"demo", "emulator"}
+NOT_CLIENT_COMMANDS = {"demo", "emulator", "mcp"}
 
 
 def test_every_command_has_an_invocation_below() -> None:

@@ -595,7 +595,7 @@ async def test_a_subscription_while_pieces_os_is_unreachable_is_refused() -> Non
 
 # -- stdio, streamable HTTP, the emulator, the extra ------------------------------------------
 
-SERVE = [sys.executable, "-m", "aiopieces._mcp"]
+SERVE = [sys.executable, "-m", "aiopieces", "mcp"]
 
 
 def stdio(*args: str) -> StdioServerParameters:

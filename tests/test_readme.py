@@ -7,6 +7,7 @@ which carries none of this project's configuration.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shutil
@@ -31,7 +32,10 @@ USUAL_URL = "http://localhost:39300"
 
 
 def test_every_block_is_a_known_kind() -> None:
-    assert {lang for lang, _ in BLOCKS} <= {"python", "bash", "toml", "text", ""}
+    assert {lang for lang, _ in BLOCKS} <= {"python", "bash", "toml", "json", "text", ""}
+    for lang, code in BLOCKS:
+        if lang == "json":
+            json.loads(code)  # a host's config a reader copies must parse
     assert len(SCRIPTS) >= 5
     for code in PYTHON:
         ast.parse(code)
