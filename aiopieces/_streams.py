@@ -137,6 +137,11 @@ class WebSocketStream(Generic[E]):
         self._stall_deadline: float | None = None
         self._stall_timeout: float | None = None
 
+    @property
+    def url(self) -> str:
+        """The URL of the stream's WebSocket, as HTTP (known once it has connected)."""
+        return self._url
+
     async def __aenter__(self) -> Self:
         await self._open()
         self._entered = True

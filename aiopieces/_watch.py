@@ -116,7 +116,7 @@ class LiveModels:
                     f"no model identifiers within {self._first_batch_timeout} s of connecting",
                     phase="read",
                     method="GET",
-                    url=self._watch._url,
+                    url=self._watch.url,
                 )
             await self._apply(first, snapshot=True)
             self._task_group = anyio.create_task_group()
