@@ -153,8 +153,11 @@ class WebSocketStream(Generic[E]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._iterator is not None:
-            await self._iterator.aclose()
+        iterator, self._iterator = self._iterator, None
+        if iterator is not None and not _running(iterator):
+            await iterator.aclose()
+        # A task still reading (another task's `async for`) sees its socket closed and
+        # ends: an async generator cannot be closed while it runs.
         await self._close()
 
     def __aiter__(self) -> AsyncIterator[E]:
@@ -166,15 +169,16 @@ class WebSocketStream(Generic[E]):
 
     async def __anext__(self) -> E:
         """The next event (after `async with`); `StopAsyncIteration` at the end."""
-        if self._reading:
+        iterator = self._iterator
+        if self._reading or (iterator is not None and _running(iterator)):
             raise PiecesClientStateError(
-                f"this {self._kind} stream is already being read by another task"
+                f"this {self._kind} stream is already being read, or closed, by another task"
             )
-        if self._iterator is None:
-            self._iterator = self._events()
+        if iterator is None:
+            iterator = self._iterator = self._events()
         self._reading = True
         try:
-            return await anext(self._iterator)
+            return await anext(iterator)
         finally:
             self._reading = False
 
@@ -339,9 +343,13 @@ class WebSocketStream(Generic[E]):
                 # aiohttp answers pings from inside receive(); a socket closing under that
                 # answer raises instead of reporting a drop. It is a drop all the same.
                 self._raise_if_aborted()
+                if self._ws is not ws:
+                    return None  # we closed it meanwhile (the block was left): the end
                 await self._reconnect(f"{type(exc).__name__}: {exc}")
                 continue
             self._raise_if_aborted()
+            if self._ws is not ws:
+                return None  # we closed it meanwhile (the block was left): the end
             if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 event = decode(
                     self._decoder,
@@ -411,6 +419,11 @@ class WebSocketStream(Generic[E]):
             self._host.detach(self)
             self._closing.set()
             self._closing = None
+
+
+def _running(generator: AsyncGenerator[Any, None]) -> bool:
+    """Whether an async generator is running now (in another task): it cannot be entered."""
+    return bool(getattr(generator, "ag_running", False))
 
 
 def _earliest(*deadlines: float | None) -> float | None:

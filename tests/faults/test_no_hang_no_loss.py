@@ -20,6 +20,7 @@ from aiohttp import web
 from aiopieces import (
     AsyncPiecesClient,
     ClientState,
+    DownloadProgress,
     ModelNotFoundError,
     PiecesAPIError,
     PiecesClientStateError,
@@ -656,3 +657,30 @@ async def test_a_download_that_stops_moving_is_a_stall_timeout(
                 async for _ in c.download_progress("m", stall_timeout=0.3):
                     pass
     assert info.value.phase == "stall"
+
+
+async def test_an_entered_stream_read_by_two_tasks_is_a_state_error(
+    hostile: tuple[Hostile, str],
+) -> None:
+    state, url = hostile
+    state.fault = "ws_silent"  # the reader waits inside the stream
+    outcomes: list[object] = []
+
+    async def reader(events: DownloadProgress) -> None:
+        try:
+            outcomes.append(await anext(events))
+        except StopAsyncIteration:
+            outcomes.append("ended")
+
+    with anyio.fail_after(BOUND):
+        async with client(url) as c, c.download_progress("m") as events:
+            assert (await anext(events)).status == "INITIALIZED"
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader, events)  # now inside the stream, waiting
+                await anyio.wait_all_tasks_blocked()
+                with pytest.raises(PiecesClientStateError, match="already being read"):
+                    await anext(events)
+                # Leaving the block while the other task reads: no RuntimeError from
+                # the generator; the reader sees its socket closed and ends.
+                await events.__aexit__(None, None, None)
+    assert outcomes == ["ended"]
