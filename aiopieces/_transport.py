@@ -7,8 +7,10 @@ OS and msgspec error becomes the matching `PiecesError`, its cause kept.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -45,6 +47,7 @@ _NOT_FOUND = frozenset({404, 410})
 _MAX_RETRY_AFTER = 3600.0
 
 
+@functools.lru_cache(maxsize=4096)  # ids repeat: a bot asks for the same few models
 def model_segment(model_id: str) -> str:
     """Encode a model id as exactly one path segment (`/`, `.`, `?`, `#` included)."""
     if not isinstance(model_id, str):
@@ -227,19 +230,27 @@ async def send(
         except anyio.WouldBlock:
             await _wait_for_slot(slots, method, url, timeout)
     try:
-        with translate_errors(method, url, timeout):
-            async with session.request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                timeout=aiohttp_timeout,
-                # Our status handling applies, whatever the session's defaults are.
-                raise_for_status=False,
-            ) as resp:
-                payload = await read_body(resp, limit, timeout.read)
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
+        # `translate_errors` spelled out: this is the hot path, and a generator-based
+        # context manager per call is measurable.
+        async with session.request(
+            method,
+            url,
+            data=data,
+            headers=headers,
+            timeout=aiohttp_timeout,
+            # Our status handling applies, whatever the session's defaults are.
+            raise_for_status=False,
+        ) as resp:
+            payload = await read_body(resp, limit, timeout.read)
+            status = resp.status
+            retry_after = resp.headers.get("Retry-After")
+    except PiecesError:
+        raise
+    except Exception as exc:
+        error = to_pieces_error(exc, method, str(url), timeout)
+        if error is exc:
+            raise
+        raise error from exc
     finally:
         if slots is not None:
             slots.release()
@@ -253,7 +264,9 @@ async def _wait_for_slot(
     slots: anyio.Semaphore, method: str, url: yarl.URL, timeout: Timeout
 ) -> None:
     try:
-        with anyio.fail_after(timeout.pool):
+        # asyncio's own timeout: hundreds of calls may queue here, and it costs a fraction
+        # of a cancel scope (aiopieces runs on asyncio only, see the README).
+        async with asyncio.timeout(timeout.pool):
             await slots.acquire()
     except TimeoutError:
         raise PiecesTimeoutError(
