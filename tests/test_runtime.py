@@ -3,6 +3,7 @@ and the two endpoints the spec leaves out (scores) plus `Models.find`."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -68,9 +69,10 @@ async def test_wait_until_ready_gives_up_after_its_timeout(serve_app: ServeApp) 
                 await c.wait_until_ready(timeout=0.3)
 
 
-async def test_a_discovered_pieces_os_is_found_again_on_another_port(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+async def movable_emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[PiecesOSEmulator]:
+    """An emulator where PiecesOS listens (39300-39333), for discovery to find; no
+    `PIECES_OS_URL`, so that clients look for it."""
     monkeypatch.delenv("PIECES_OS_URL", raising=False)
     emulator = PiecesOSEmulator()
     try:
@@ -78,35 +80,36 @@ async def test_a_discovered_pieces_os_is_found_again_on_another_port(
     except OSError:
         pytest.skip("no free port in 39300-39333 on this machine")
     try:
-        with anyio.fail_after(BOUND):
-            async with AsyncPiecesClient() as c:
-                first = c.base_url
-                assert first == emulator.url
-                # PiecesOS restarts and takes the next free port of its range.
-                later = [p for p in DISCOVERY_PORTS if p > (emulator.port or 0)]
-                await emulator.restart(later)
-                assert (await c.list_models()).iterable
-                assert c.base_url == emulator.url != first
+        yield emulator
     finally:
         await emulator.stop()
 
 
-async def test_a_given_url_is_never_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
-    emulator = PiecesOSEmulator()
-    try:
-        await emulator.start_in_range(DISCOVERY_PORTS)
-    except OSError:
-        pytest.skip("no free port in 39300-39333 on this machine")
-    try:
-        with anyio.fail_after(BOUND):
-            async with AsyncPiecesClient(emulator.url, retry=None) as c:
-                first = c.base_url
-                await emulator.restart([p for p in DISCOVERY_PORTS if p > (emulator.port or 0)])
-                with pytest.raises(PiecesConnectionError, match="cannot reach PiecesOS"):
-                    await c.list_models()
-                assert c.base_url == first
-    finally:
-        await emulator.stop()
+async def move(emulator: PiecesOSEmulator) -> None:
+    """Restart it as PiecesOS restarts: on the next free port of its range."""
+    await emulator.restart([p for p in DISCOVERY_PORTS if p > (emulator.port or 0)])
+
+
+async def test_a_discovered_pieces_os_is_found_again_on_another_port(
+    movable_emulator: PiecesOSEmulator,
+) -> None:
+    with anyio.fail_after(BOUND):
+        async with AsyncPiecesClient() as c:
+            first = c.base_url
+            assert first == movable_emulator.url
+            await move(movable_emulator)
+            assert (await c.list_models()).iterable
+            assert c.base_url == movable_emulator.url != first
+
+
+async def test_a_given_url_is_never_replaced(movable_emulator: PiecesOSEmulator) -> None:
+    with anyio.fail_after(BOUND):
+        async with AsyncPiecesClient(movable_emulator.url, retry=None) as c:
+            first = c.base_url
+            await move(movable_emulator)
+            with pytest.raises(PiecesConnectionError, match="cannot reach PiecesOS"):
+                await c.list_models()
+            assert c.base_url == first
 
 
 # -- scores ----------------------------------------------------------------------------------
@@ -171,29 +174,20 @@ def test_find_refuses_an_ambiguous_or_unknown_name() -> None:
 
 
 async def test_calls_refused_together_all_follow_pieces_os(
-    monkeypatch: pytest.MonkeyPatch,
+    movable_emulator: PiecesOSEmulator,
 ) -> None:
-    monkeypatch.delenv("PIECES_OS_URL", raising=False)
-    emulator = PiecesOSEmulator()
-    try:
-        await emulator.start_in_range(DISCOVERY_PORTS)
-    except OSError:
-        pytest.skip("no free port in 39300-39333 on this machine")
-    try:
-        with anyio.fail_after(BOUND):
-            async with AsyncPiecesClient(retry=None) as c:
-                await emulator.restart([p for p in DISCOVERY_PORTS if p > (emulator.port or 0)])
-                results: list[str] = []
+    results: list[str] = []
 
-                async def call() -> None:
-                    results.append((await c.health()).strip())
+    async def call(c: AsyncPiecesClient) -> None:
+        results.append((await c.health()).strip())
 
-                async with anyio.create_task_group() as tg:
-                    for _ in range(10):
-                        tg.start_soon(call)
-        assert results == ["ok"] * 10
-    finally:
-        await emulator.stop()
+    with anyio.fail_after(BOUND):
+        async with AsyncPiecesClient(retry=None) as c:
+            await move(movable_emulator)
+            async with anyio.create_task_group() as tg:
+                for _ in range(10):
+                    tg.start_soon(call, c)
+    assert results == ["ok"] * 10
 
 
 async def test_wait_until_ready_refuses_a_senseless_timeout(
