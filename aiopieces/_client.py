@@ -374,8 +374,8 @@ class AsyncPiecesClient:
         """
         served_json: msgspec.Raw = await self._call(_GET_RAW, model.id)
         raw = bytes(served_json)  # bytes, for a decode error's preview
-        what = f"GET /model/{model_segment(model.id)}"
-        url = str(self._url_of(f"/model/{model_segment(model.id)}"))
+        path = self._path(_GET_RAW.path, model.id)  # the GET just made
+        what, url = f"GET {path}", str(self._url_of(path))
         current = decode(_JSON_OBJECT, raw, what, method="GET", url=url)
         served = decode(_MODEL, raw, what, method="GET", url=url)
         return await self._call(_UPDATE, body=merge_into(current, served, model))

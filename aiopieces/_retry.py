@@ -13,7 +13,7 @@ import msgspec
 
 from ._exceptions import PiecesAPIError, PiecesConnectionError, PiecesError
 
-__all__ = ["Retry", "is_retryable", "next_wait", "with_retries"]
+__all__ = ["Retry", "backoff", "is_retryable", "next_wait", "with_retries"]
 
 logger = logging.getLogger("aiopieces")
 
@@ -61,12 +61,18 @@ def is_retryable(exc: BaseException, idempotent: bool, policy: Retry) -> bool:
     return False
 
 
+def backoff(policy: Retry, failures: int) -> float:
+    """Seconds to wait after the `failures`-th failure in a row: exponential backoff with
+    full jitter, random in [0, min(max_backoff, backoff * 2**(failures - 1))]."""
+    return random.uniform(0, min(policy.max_backoff, policy.backoff * 2 ** (failures - 1)))
+
+
 def next_wait(error: PiecesError, policy: Retry, failures: int) -> float:
     """Seconds to wait after the `failures`-th failure: the server's `Retry-After` when it
-    gave one, else exponential backoff with full jitter (random in [0, backoff * 2**n])."""
+    gave one, else `backoff`."""
     if isinstance(error, PiecesAPIError) and error.retry_after is not None:
         return error.retry_after
-    return random.uniform(0, min(policy.max_backoff, policy.backoff * 2 ** (failures - 1)))
+    return backoff(policy, failures)
 
 
 async def with_retries(

@@ -10,7 +10,6 @@ stream's events are, what ends it, and what to do after a reconnect are its own.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -28,7 +27,7 @@ from ._exceptions import (
     PiecesError,
     PiecesTimeoutError,
 )
-from ._retry import Retry, with_retries
+from ._retry import Retry, backoff, with_retries
 from ._transport import close_ws, connect_ws, decode
 
 __all__ = ["MAX_RECONNECTS", "StreamHost", "WebSocketStream"]
@@ -263,8 +262,7 @@ class WebSocketStream(Generic[E]):
                     method="GET",
                 )
             if self._reconnects_in_a_row > 1:  # it keeps dropping: give it time
-                cap = min(policy.max_backoff, policy.backoff * 2 ** (self._reconnects_in_a_row - 2))
-                await host.sleep(random.uniform(0, cap))
+                await host.sleep(backoff(policy, self._reconnects_in_a_row - 1))
             logger.debug("%s: reconnecting (%d)", dropped, self._reconnects_in_a_row)
             try:
                 await self._connect_with_retries()
