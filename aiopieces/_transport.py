@@ -8,12 +8,11 @@ OS and msgspec error becomes the matching `PiecesError`, its cause kept.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import functools
 import logging
 import time
-from collections.abc import Iterator
+from types import TracebackType
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -83,18 +82,32 @@ def api_error(
     return cls(status, method, url, body, retry_after=retry_after)
 
 
-@contextlib.contextmanager
-def translate_errors(method: str, target: str | yarl.URL, timeout: Timeout) -> Iterator[None]:
-    """Turn aiohttp, OS and decoding errors raised inside into the matching `PiecesError`."""
-    try:
-        yield
-    except PiecesError:
-        raise
-    except Exception as exc:
-        error = to_pieces_error(exc, method, str(target), timeout)
-        if error is exc:
-            raise
-        raise error from exc
+class translate_errors:
+    """Turn aiohttp, OS and decoding errors raised inside into the matching `PiecesError`.
+
+    A plain class rather than a generator-based context manager: it wraps every request,
+    and this costs a fraction of one.
+    """
+
+    __slots__ = ("method", "target", "timeout")
+
+    def __init__(self, method: str, target: str | yarl.URL, timeout: Timeout) -> None:
+        self.method, self.target, self.timeout = method, target, timeout
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not isinstance(exc, Exception) or isinstance(exc, PiecesError):
+            return  # nothing, ours already, or not an error (cancellation): as it is
+        error = to_pieces_error(exc, self.method, str(self.target), self.timeout)
+        if error is not exc:
+            raise error from exc
 
 
 def to_pieces_error(exc: Exception, method: str, url: str, timeout: Timeout) -> Exception:
@@ -230,27 +243,19 @@ async def send(
         except anyio.WouldBlock:
             await _wait_for_slot(slots, method, url, timeout)
     try:
-        # `translate_errors` spelled out: this is the hot path, and a generator-based
-        # context manager per call is measurable.
-        async with session.request(
-            method,
-            url,
-            data=data,
-            headers=headers,
-            timeout=aiohttp_timeout,
-            # Our status handling applies, whatever the session's defaults are.
-            raise_for_status=False,
-        ) as resp:
-            payload = await read_body(resp, limit, timeout.read)
-            status = resp.status
-            retry_after = resp.headers.get("Retry-After")
-    except PiecesError:
-        raise
-    except Exception as exc:
-        error = to_pieces_error(exc, method, str(url), timeout)
-        if error is exc:
-            raise
-        raise error from exc
+        with translate_errors(method, url, timeout):
+            async with session.request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=aiohttp_timeout,
+                # Our status handling applies, whatever the session's defaults are.
+                raise_for_status=False,
+            ) as resp:
+                payload = await read_body(resp, limit, timeout.read)
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
     finally:
         if slots is not None:
             slots.release()
