@@ -67,5 +67,5 @@ def soak(session: nox.Session) -> None:
         "-q",
         "tests/faults/test_chaos.py",
         *session.posargs,
-        env={"AIOPIECES_CHAOS_RUNS": runs},
+        env={"AIOPIECES_CHAOS_RUNS": runs, "AIOPIECES_CHAOS_MAX_FAILURES": "10"},
     )

@@ -27,7 +27,7 @@ CLOUD = "GPT-4o"
 NON_LLM = "Pieces OCR"
 
 #: Seconds within which anything a test waits for must happen: a guard, not a measure.
-BOUND = 10
+BOUND = 5
 #: Retries that keep a test fast: tiny backoff, three tries.
 FAST_RETRY = Retry(attempts=3, backoff=0.01, max_backoff=0.02)
 

@@ -25,6 +25,7 @@ from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
 from .helpers import (
+    BOUND,
     CLOUD,
     LOCAL_DOWNLOADED,
     LOCAL_NOT_DOWNLOADED,
@@ -122,24 +123,28 @@ async def test_failed_download_exits_non_zero(pieces_emulator: PiecesOSEmulator)
 
 
 async def test_a_canceled_download_keeps_its_percentage(pieces_emulator: PiecesOSEmulator) -> None:
-    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
-    pieces_emulator.hold_downloads(at_percentage=30)
-    async with anyio.create_task_group() as tg, AsyncPiecesClient(pieces_emulator.url) as client:
-        result: list[tuple[int, str, str]] = []
+    with anyio.fail_after(BOUND):
+        target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+        pieces_emulator.hold_downloads(at_percentage=30)
+        async with (
+            anyio.create_task_group() as tg,
+            AsyncPiecesClient(pieces_emulator.url) as client,
+        ):
+            result: list[tuple[int, str, str]] = []
 
-        async def run() -> None:
-            result.append(await cli("download", LOCAL_NOT_DOWNLOADED, url=pieces_emulator.url))
+            async def run() -> None:
+                result.append(await cli("download", LOCAL_NOT_DOWNLOADED, url=pieces_emulator.url))
 
-        tg.start_soon(run)
-        # Our own subscriber sees what the CLI's sees: the download held at 30%.
-        async for event in client.download_progress(target):
-            if event.percentage is not None and event.percentage >= 30:
-                await client.cancel_download(target)
-            if event.is_terminal:
-                break
-    code, out, err = result[0]
-    assert code == 1 and "ended CANCELED" in one_line(err)
-    assert "30%" in out and " 0%" not in out and "canceled" in out
+            tg.start_soon(run)
+            # Our own subscriber sees what the CLI's sees: the download held at 30%.
+            async for event in client.download_progress(target):
+                if event.percentage is not None and event.percentage >= 30:
+                    await client.cancel_download(target)
+                if event.is_terminal:
+                    break
+        code, out, err = result[0]
+        assert code == 1 and "ended CANCELED" in one_line(err)
+        assert "30%" in out and " 0%" not in out and "canceled" in out
 
 
 async def test_actions_print_one_line(pieces_emulator: PiecesOSEmulator, tmp_path: Path) -> None:
@@ -395,44 +400,48 @@ async def test_demo_starts_the_emulator_when_nothing_answers() -> None:
 async def test_ctrl_c_cancels_the_download_and_exits_cleanly(
     pieces_emulator: PiecesOSEmulator,
 ) -> None:
-    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
-    pieces_emulator.hold_downloads(at_percentage=30)
-    command = [str(SCRIPT), "--url", pieces_emulator.url, "--json"]
-    async with await anyio.open_process([*command, "download", target], env=cli_env()) as process:
-        assert process.stdout is not None and process.stderr is not None
-        seen = b""
-        while b"INITIALIZED" not in seen:  # UNKNOWN first: PiecesOS knew no download yet
-            seen += await process.stdout.receive()
-        assert json.loads(seen.splitlines()[0])["status"] == "UNKNOWN"
-        process.send_signal(signal.SIGINT)
-        code = await process.wait()
-        err = (await process.stderr.receive()).decode()
-    assert code == 130 and err.strip() == "interrupted"
-    assert ("POST", f"/model/{target}/download/cancel") in pieces_emulator.requests
-    assert not pieces_emulator.model(target).downloading
+    with anyio.fail_after(BOUND):
+        target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+        pieces_emulator.hold_downloads(at_percentage=30)
+        command = [str(SCRIPT), "--url", pieces_emulator.url, "--json"]
+        async with await anyio.open_process(
+            [*command, "download", target], env=cli_env()
+        ) as process:
+            assert process.stdout is not None and process.stderr is not None
+            seen = b""
+            while b"INITIALIZED" not in seen:  # UNKNOWN first: PiecesOS knew no download yet
+                seen += await process.stdout.receive()
+            assert json.loads(seen.splitlines()[0])["status"] == "UNKNOWN"
+            process.send_signal(signal.SIGINT)
+            code = await process.wait()
+            err = (await process.stderr.receive()).decode()
+        assert code == 130 and err.strip() == "interrupted"
+        assert ("POST", f"/model/{target}/download/cancel") in pieces_emulator.requests
+        assert not pieces_emulator.model(target).downloading
 
 
 async def test_ctrl_c_under_the_progress_bar_cancels_too(
     pieces_emulator: PiecesOSEmulator,
 ) -> None:
-    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
-    pieces_emulator.hold_downloads(at_percentage=30)
-    command = [str(SCRIPT), "download", LOCAL_NOT_DOWNLOADED, "--url", pieces_emulator.url]
-    async with (
-        await anyio.open_process(command, env=cli_env()) as process,
-        AsyncPiecesClient(pieces_emulator.url) as client,
-    ):
-        # Our own subscriber: once it sees 30%, the CLI has started the download.
-        async for event in client.download_progress(target):
-            if event.percentage is not None and event.percentage >= 30:
-                process.send_signal(signal.SIGINT)
-            if event.is_terminal:
-                break
-        code = await process.wait()
-        assert process.stderr is not None
-        err = (await process.stderr.receive()).decode()
-    assert code == 130 and err.strip() == "interrupted"
-    assert ("POST", f"/model/{target}/download/cancel") in pieces_emulator.requests
+    with anyio.fail_after(BOUND):
+        target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+        pieces_emulator.hold_downloads(at_percentage=30)
+        command = [str(SCRIPT), "download", LOCAL_NOT_DOWNLOADED, "--url", pieces_emulator.url]
+        async with (
+            await anyio.open_process(command, env=cli_env()) as process,
+            AsyncPiecesClient(pieces_emulator.url) as client,
+        ):
+            # Our own subscriber: once it sees 30%, the CLI has started the download.
+            async for event in client.download_progress(target):
+                if event.percentage is not None and event.percentage >= 30:
+                    process.send_signal(signal.SIGINT)
+                if event.is_terminal:
+                    break
+            code = await process.wait()
+            assert process.stderr is not None
+            err = (await process.stderr.receive()).decode()
+        assert code == 130 and err.strip() == "interrupted"
+        assert ("POST", f"/model/{target}/download/cancel") in pieces_emulator.requests
 
 
 async def test_a_closed_pipe_ends_quietly(pieces_emulator: PiecesOSEmulator) -> None:
@@ -486,7 +495,7 @@ async def test_watch_prints_changes_as_json_lines_until_ctrl_c(
     pieces_emulator: PiecesOSEmulator,
 ) -> None:
     command = [str(SCRIPT), "--url", pieces_emulator.url, "watch", "--json"]
-    with anyio.fail_after(20):
+    with anyio.fail_after(BOUND):
         async with await anyio.open_process(command, env=cli_env()) as process:
             assert process.stdout is not None
             lines = _lines(process.stdout)

@@ -11,6 +11,7 @@ from aiopieces import (
     AsyncPiecesClient,
     ClientState,
     ModelDeleteCacheInput,
+    ModelMaxTokens,
     ModelNotFoundError,
     PiecesAPIError,
     PiecesClientStateError,
@@ -23,6 +24,7 @@ from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
 from .helpers import (
+    BOUND,
     CLOUD,
     LOCAL_DOWNLOADED,
     LOCAL_NOT_DOWNLOADED,
@@ -134,6 +136,34 @@ async def test_create_update_delete(pieces_client: AsyncPiecesClient) -> None:
     assert await pieces_client.delete_model(created.id) is None
     with pytest.raises(ModelNotFoundError):
         await pieces_client.get_model(created.id)
+
+
+async def test_fields_go_out_under_their_wire_names(serve_app: ServeApp) -> None:
+    sent: list[dict[str, object]] = []
+
+    async def create(request: web.Request) -> web.Response:
+        sent.append(await request.json())
+        return web.json_response({"id": "new", "maxTokens": {"total": 8192}})
+
+    app = web.Application()
+    app.router.add_post("/models/create", create)
+    async with AsyncPiecesClient(await serve_app(app), retry=None) as client:
+        with anyio.fail_after(BOUND):
+            created = await client.create_model(
+                seeded(max_tokens=ModelMaxTokens(total=8192, input=4096), cpu=None)
+            )
+    assert sent == [
+        {
+            "name": "my-finetune",
+            "version": "1.0",
+            "cloud": False,
+            "created": {"value": "2025-06-01T00:00:00Z"},
+            "type": "BALANCED",
+            "usage": "CODE_CONVERSATION",
+            "maxTokens": {"total": 8192, "input": 4096},
+        }
+    ]
+    assert created.max_tokens == ModelMaxTokens(total=8192)
 
 
 async def test_update_and_delete_need_a_custom_model(
@@ -312,9 +342,7 @@ async def test_connection_refused_names_the_url() -> None:
 
 
 async def test_read_timeout(serve_app: ServeApp) -> None:
-    import asyncio
-
-    release = asyncio.Event()
+    release = anyio.Event()
 
     async def stall(request: web.Request) -> web.Response:
         await release.wait()
@@ -323,7 +351,7 @@ async def test_read_timeout(serve_app: ServeApp) -> None:
     app = web.Application()
     app.router.add_get("/models", stall)
     async with AsyncPiecesClient(await serve_app(app), timeout=Timeout(read=0.2)) as client:
-        with pytest.raises(PiecesTimeoutError, match="read timeout"):
+        with anyio.fail_after(BOUND), pytest.raises(PiecesTimeoutError, match="read timeout"):
             await client.list_models()
     release.set()
 

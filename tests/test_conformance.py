@@ -65,7 +65,15 @@ from aiopieces import (
 from aiopieces import ModelDownloadProgressStatusEnum as Status
 from aiopieces.testing import SHAPES, PiecesOSEmulator, Shape, default_catalog
 
-from .helpers import CLOUD, LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
+from .helpers import (
+    BOUND,
+    CLOUD,
+    LOCAL_DOWNLOADED,
+    LOCAL_NOT_DOWNLOADED,
+    free_port,
+    model_id,
+    seeded,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -122,87 +130,89 @@ async def test_every_body_and_frame_of_a_lifecycle_validates(
     On the pieces shape every answer holding a local model (all but the cache answer
     here) is one the official SDK refuses, for its missing `cloud`; ours reads it.
     """
-    url = pieces_emulator.url
-    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
-    checked: list[str] = []
-    ours: dict[Callable[[str], Any], msgspec.json.Decoder[Any]] = {
-        OfficialModels.from_json: msgspec.json.Decoder(Models),
-        OfficialModel.from_json: msgspec.json.Decoder(Model),
-    }
+    with anyio.fail_after(BOUND):
+        url = pieces_emulator.url
+        target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+        checked: list[str] = []
+        ours: dict[Callable[[str], Any], msgspec.json.Decoder[Any]] = {
+            OfficialModels.from_json: msgspec.json.Decoder(Models),
+            OfficialModel.from_json: msgspec.json.Decoder(Model),
+        }
 
-    async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession() as http:
 
-        async def call(
-            method: str, path: str, parse: Callable[[str], Any], body: Any = None
-        ) -> dict[str, Any]:
-            data = None if body is None else msgspec.json.encode(body)
-            async with http.request(method, url + path, data=data) as resp:
-                assert resp.status == 200, await resp.text()
-                text = await resp.text()
-            if shape == "pieces" and parse in ours:
-                official_refuses(parse, text)  # PiecesOS's real shape: no `cloud`
-                assert ours[parse].decode(text) is not None
-            else:
-                assert parse(text) is not None
-            checked.append(f"{method} {path.replace(target, '{model}')}")
-            return msgspec.json.decode(text)  # type: ignore[no-any-return]
+            async def call(
+                method: str, path: str, parse: Callable[[str], Any], body: Any = None
+            ) -> dict[str, Any]:
+                data = None if body is None else msgspec.json.encode(body)
+                async with http.request(method, url + path, data=data) as resp:
+                    assert resp.status == 200, await resp.text()
+                    text = await resp.text()
+                if shape == "pieces" and parse in ours:
+                    official_refuses(parse, text)  # PiecesOS's real shape: no `cloud`
+                    assert ours[parse].decode(text) is not None
+                else:
+                    assert parse(text) is not None
+                checked.append(f"{method} {path.replace(target, '{model}')}")
+                return msgspec.json.decode(text)  # type: ignore[no-any-return]
 
-        models = await call("GET", "/models", OfficialModels.from_json)
-        assert len(models["iterable"]) == len(pieces_emulator.models)
-        await call("GET", f"/model/{target}", OfficialModel.from_json)
+            models = await call("GET", "/models", OfficialModels.from_json)
+            assert len(models["iterable"]) == len(pieces_emulator.models)
+            await call("GET", f"/model/{target}", OfficialModel.from_json)
 
-        frames: list[str] = []
-        async with http.ws_connect(f"{url}/model/{target}/download/progress") as ws:
-            await call("POST", f"/model/{target}/download", OfficialModel.from_json)
-            async for msg in ws:
-                frames.append(msg.data)
-                status = official_progress(msg.data).status
-                if status is not None and status.value in {"COMPLETED", "FAILED", "CANCELED"}:
-                    break
-        # Frames are the same in both shapes, but for the pieces shape's first UNKNOWN
-        # (no download known yet), which the official model reads too.
-        statuses = [official_progress(f).status for f in frames]
-        assert statuses[-1] == "COMPLETED"
-        assert (statuses[0] == "UNKNOWN") is (shape == "pieces")
+            frames: list[str] = []
+            async with http.ws_connect(f"{url}/model/{target}/download/progress") as ws:
+                await call("POST", f"/model/{target}/download", OfficialModel.from_json)
+                async for msg in ws:
+                    frames.append(msg.data)
+                    status = official_progress(msg.data).status
+                    if status is not None and status.value in {"COMPLETED", "FAILED", "CANCELED"}:
+                        break
+            # Frames are the same in both shapes, but for the pieces shape's first UNKNOWN
+            # (no download known yet), which the official model reads too.
+            statuses = [official_progress(f).status for f in frames]
+            assert statuses[-1] == "COMPLETED"
+            assert (statuses[0] == "UNKNOWN") is (shape == "pieces")
 
-        await call("POST", f"/model/{target}/download/cancel", OfficialModel.from_json)
-        await call("POST", f"/model/{target}/load", OfficialModel.from_json)
-        await call("POST", f"/model/{target}/unload", OfficialModel.from_json)
-        created = await call(
-            "POST",
-            "/models/create",
-            OfficialModel.from_json,
-            msgspec.to_builtins(seeded()),
-        )
-        created["description"] = "changed"
-        await call("POST", "/model/update", OfficialModel.from_json, created)
-        await call("POST", f"/models/{target}/delete/cache", OfficialCacheOutput.from_json, {})
-        async with http.post(f"{url}/models/{created['id']}/delete") as resp:
-            assert resp.status == 204 and await resp.read() == b""
-        async with http.post(f"{url}/models/unload") as resp:
-            assert resp.status == 204 and await resp.read() == b""
+            await call("POST", f"/model/{target}/download/cancel", OfficialModel.from_json)
+            await call("POST", f"/model/{target}/load", OfficialModel.from_json)
+            await call("POST", f"/model/{target}/unload", OfficialModel.from_json)
+            created = await call(
+                "POST",
+                "/models/create",
+                OfficialModel.from_json,
+                msgspec.to_builtins(seeded()),
+            )
+            created["description"] = "changed"
+            await call("POST", "/model/update", OfficialModel.from_json, created)
+            await call("POST", f"/models/{target}/delete/cache", OfficialCacheOutput.from_json, {})
+            async with http.post(f"{url}/models/{created['id']}/delete") as resp:
+                assert resp.status == 204 and await resp.read() == b""
+            async with http.post(f"{url}/models/unload") as resp:
+                assert resp.status == 204 and await resp.read() == b""
 
-    assert len(checked) == 9
+        assert len(checked) == 9
 
 
 async def test_cancel_frames_validate(pieces_emulator: PiecesOSEmulator, shape: Shape) -> None:
-    url = pieces_emulator.url
-    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
-    pieces_emulator.hold_downloads(at_percentage=50)
-    frames: list[str] = []
-    http = aiohttp.ClientSession()
-    async with http, http.ws_connect(f"{url}/model/{target}/download/progress") as ws:
-        async with http.post(f"{url}/model/{target}/download") as resp:
-            assert resp.status == 200
-        async for msg in ws:
-            frames.append(msg.data)
-            event = official_progress(msg.data)
-            if event.percentage == 50:
-                async with http.post(f"{url}/model/{target}/download/cancel") as resp:
-                    assert resp.status == 200
-            if event.status == "CANCELED":
-                break
-    assert [official_progress(f).status for f in frames][-1] == "CANCELED"
+    with anyio.fail_after(BOUND):
+        url = pieces_emulator.url
+        target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+        pieces_emulator.hold_downloads(at_percentage=50)
+        frames: list[str] = []
+        http = aiohttp.ClientSession()
+        async with http, http.ws_connect(f"{url}/model/{target}/download/progress") as ws:
+            async with http.post(f"{url}/model/{target}/download") as resp:
+                assert resp.status == 200
+            async for msg in ws:
+                frames.append(msg.data)
+                event = official_progress(msg.data)
+                if event.percentage == 50:
+                    async with http.post(f"{url}/model/{target}/download/cancel") as resp:
+                        assert resp.status == 200
+                if event.status == "CANCELED":
+                    break
+        assert [official_progress(f).status for f in frames][-1] == "CANCELED"
 
 
 async def test_bad_request_bodies_answer_errors_not_crashes(
@@ -333,38 +343,39 @@ async def test_the_official_sdk_gets_what_we_get(
 
 async def test_the_standalone_emulator_serves_both_clients(shape: Shape) -> None:
     """`python -m aiopieces.testing --port P [--shape schema]`, as a developer starts it."""
-    port = free_port()
-    command = [sys.executable, "-m", "aiopieces.testing", "--port", str(port)]
-    # Downloads crawl, so the cancel below always finds one running.
-    command += ["--download-interval", "60"]
-    if shape == "schema":
-        command += ["--shape", "schema"]  # the default is the pieces shape
-    async with await anyio.open_process(command) as process:
-        try:
-            assert process.stdout is not None
-            banner = await process.stdout.receive()  # printed once it is listening
-            url = f"http://127.0.0.1:{port}"
-            assert url in banner.decode()
-            catalog = {m["name"]: m["id"] for m in default_catalog()}
-            if shape == "schema":
-                await official_and_ours_agree(
-                    url, catalog[LOCAL_DOWNLOADED], catalog[LOCAL_NOT_DOWNLOADED]
-                )
-            else:
-                await official_refuses_what_pieces_os_sends(
-                    url, catalog[LOCAL_DOWNLOADED], catalog[CLOUD]
-                )
-            async with AsyncPiecesClient(url) as ours:
-                events = aiter(ours.download(catalog[LOCAL_NOT_DOWNLOADED]))
-                first = await anext(events)
-                if shape == "pieces":  # no download known yet, then it starts
-                    assert first.status == Status.UNKNOWN
+    with anyio.fail_after(BOUND):
+        port = free_port()
+        command = [sys.executable, "-m", "aiopieces.testing", "--port", str(port)]
+        # Downloads crawl, so the cancel below always finds one running.
+        command += ["--download-interval", "60"]
+        if shape == "schema":
+            command += ["--shape", "schema"]  # the default is the pieces shape
+        async with await anyio.open_process(command) as process:
+            try:
+                assert process.stdout is not None
+                banner = await process.stdout.receive()  # printed once it is listening
+                url = f"http://127.0.0.1:{port}"
+                assert url in banner.decode()
+                catalog = {m["name"]: m["id"] for m in default_catalog()}
+                if shape == "schema":
+                    await official_and_ours_agree(
+                        url, catalog[LOCAL_DOWNLOADED], catalog[LOCAL_NOT_DOWNLOADED]
+                    )
+                else:
+                    await official_refuses_what_pieces_os_sends(
+                        url, catalog[LOCAL_DOWNLOADED], catalog[CLOUD]
+                    )
+                async with AsyncPiecesClient(url) as ours:
+                    events = aiter(ours.download(catalog[LOCAL_NOT_DOWNLOADED]))
                     first = await anext(events)
-                assert first.status == Status.INITIALIZED
-                await events.aclose()  # type: ignore[attr-defined]
-        finally:
-            process.terminate()
-            await process.wait()
+                    if shape == "pieces":  # no download known yet, then it starts
+                        assert first.status == Status.UNKNOWN
+                        first = await anext(events)
+                    assert first.status == Status.INITIALIZED
+                    await events.aclose()  # type: ignore[attr-defined]
+            finally:
+                process.terminate()
+                await process.wait()
 
 
 async def test_every_body_our_client_sends_validates(
@@ -421,7 +432,7 @@ async def test_the_official_sdk_increments_a_score(
         OfficialScoreIncrement(model=OfficialSeededScore(update=False)),  # nothing true
     ]
     try:
-        with anyio.fail_after(10):
+        with anyio.fail_after(BOUND):
             for increment in increments:
                 assert await in_thread(model_api.model_scores_increment, cloud, increment) is None
             assert await in_thread(model_api.model_scores_increment, cloud) is None  # no body
@@ -449,7 +460,7 @@ async def test_every_identifier_frame_validates(
     target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
     frames: list[OfficialIdentifiers] = []
     decode_ours = msgspec.json.Decoder(StreamedIdentifiers)
-    with anyio.fail_after(10):
+    with anyio.fail_after(BOUND):
         async with (
             aiohttp.ClientSession() as http,
             http.ws_connect(url + "/models/stream/identifiers") as ws,
@@ -496,7 +507,7 @@ async def test_the_official_sdk_cannot_stream_identifiers(
     """`models_stream_identifiers` is a plain GET in the official SDK: a one-line 400."""
     api_client = ApiClient(Configuration(host=pieces_emulator.url))
     try:
-        with anyio.fail_after(10), pytest.raises(BadRequestException) as caught:
+        with anyio.fail_after(BOUND), pytest.raises(BadRequestException) as caught:
             await in_thread(ModelsApi(api_client).models_stream_identifiers)
     finally:
         api_client.rest_client.pool_manager.clear()
@@ -512,7 +523,7 @@ async def test_the_official_sdk_reads_health_and_version(
     api_client = ApiClient(Configuration(host=pieces_emulator.url))
     well_known = WellKnownApi(api_client)
     try:
-        with anyio.fail_after(10):
+        with anyio.fail_after(BOUND):
             health = await in_thread(well_known.get_well_known_health)
             version = await in_thread(well_known.get_well_known_version)
     finally:
@@ -529,7 +540,7 @@ async def test_the_score_increment_our_client_sends_validates(
     if increment_model_score is None:  # pragma: no cover - until the client has it
         pytest.skip("the client has no increment_model_score yet")
     target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
-    with anyio.fail_after(10):
+    with anyio.fail_after(BOUND):
         await increment_model_score(target)
     sent = [body for path, body in pieces_emulator.request_bodies if path.endswith("/increment")]
     assert len(sent) <= 1
@@ -558,7 +569,7 @@ async def test_an_explicit_score_increment_our_client_sends_validates(
     increment = SeededScoreIncrement(
         model=SeededScore(reuse=True, searched=True), other={"asset": {"reuse": True}}
     )
-    with anyio.fail_after(10):
+    with anyio.fail_after(BOUND):
         await increment_model_score(target, increment)
     [body] = [body for path, body in pieces_emulator.request_bodies if path.endswith("/increment")]
     official = OfficialScoreIncrement.from_json(body.decode())

@@ -21,9 +21,7 @@ from aiopieces import ModelDownloadProgressStatusEnum as Status
 from aiopieces.testing import DEFAULT_VERSION, PIECES_OS_PORTS, PiecesOSEmulator
 from aiopieces.testing._catalog import MODEL_KEY_ORDER
 
-from .helpers import LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
-
-LIMIT = 10
+from .helpers import BOUND, LOCAL_DOWNLOADED, LOCAL_NOT_DOWNLOADED, free_port, model_id, seeded
 
 
 async def until(events: AsyncIterator[ModelDownloadProgress], percentage: float) -> None:
@@ -39,7 +37,7 @@ async def test_an_update_during_a_download_keeps_the_download_s_end_state(
 ) -> None:
     # Was: the update replaced the stored JSON, the download wrote its end into the old
     # one, and the model stayed `downloading: true, downloaded: false` for ever.
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         custom = await pieces_client.create_model(seeded(name="updated-while-downloading"))
         pieces_emulator.hold_downloads(at_percentage=30)
         async with pieces_client.download_progress(custom.id) as events:
@@ -72,7 +70,7 @@ async def test_a_cancel_racing_a_new_download_leaves_nothing_uncancellable(
             if frames[-1]["status"] == "COMPLETED":
                 return
 
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         pieces_emulator.hold_downloads(at_percentage=30)
         async with (
             aiohttp.ClientSession() as http,
@@ -124,7 +122,7 @@ async def test_deleting_a_model_cache_cancels_its_download(
     pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
 ) -> None:
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         after = await _download_then(pieces_client, pieces_emulator, target, delete=False)
         assert [event.status for event in after] == [Status.CANCELED]
         assert pieces_emulator.running_downloads() == []
@@ -135,7 +133,7 @@ async def test_deleting_a_model_cache_cancels_its_download(
 async def test_deleting_a_model_cancels_its_download(
     pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
 ) -> None:
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         custom = await pieces_client.create_model(seeded(name="deleted-while-downloading"))
         after = await _download_then(pieces_client, pieces_emulator, custom.id, delete=True)
         assert [event.status for event in after] == [Status.CANCELED]
@@ -161,7 +159,7 @@ async def test_a_body_that_is_not_utf8_is_a_400_not_a_crash(
 ) -> None:
     # Was: msgspec raised UnicodeDecodeError, which escaped as a 500 with a traceback.
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         async with (
             aiohttp.ClientSession() as http,
             http.post(pieces_emulator.url + path.format(model=target), data=body) as resp,
@@ -172,7 +170,7 @@ async def test_a_body_that_is_not_utf8_is_a_400_not_a_crash(
 
 
 async def test_every_bad_body_answer_is_one_line(pieces_emulator: PiecesOSEmulator) -> None:
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         async with aiohttp.ClientSession() as http:
             for body in [b"{not json", b'{"name": 1}', b"", b"[]", b'{"id": 1}', b"\xff"]:
                 async with http.post(pieces_emulator.url + "/model/update", data=body) as resp:
@@ -195,7 +193,7 @@ async def test_state_changes_keep_the_pieces_shape(
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
     stored = pieces_emulator.models[target]
     assert "downloaded" not in stored and "cloud" not in stored
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         statuses = [event.status async for event in pieces_client.download(target)]
         assert statuses[-1] == Status.COMPLETED
         # Once downloaded, PiecesOS says so, in its place among the keys.
@@ -218,7 +216,7 @@ async def test_state_changes_keep_the_schema_shape() -> None:
         AsyncPiecesClient(emulator.url) as client,
     ):
         target = model_id(emulator, LOCAL_NOT_DOWNLOADED)
-        with anyio.fail_after(LIMIT):
+        with anyio.fail_after(BOUND):
             emulator.hold_downloads(at_percentage=30)
             await client.download_model(target)
             await client.cancel_download(target)
@@ -243,7 +241,7 @@ async def test_the_standalone_emulator_takes_a_shape() -> None:
         async with await anyio.open_process(command) as process:
             try:
                 assert process.stdout is not None
-                with anyio.fail_after(LIMIT):
+                with anyio.fail_after(BOUND):
                     banner = (await process.stdout.receive()).decode()
                 assert f"127.0.0.1:{port}" in banner and f"({shape} shape)" in banner
                 async with AsyncPiecesClient(f"http://127.0.0.1:{port}") as client:
@@ -293,7 +291,7 @@ async def post(
 async def test_the_first_identifier_frame_lists_every_model_in_catalog_order(
     pieces_emulator: PiecesOSEmulator,
 ) -> None:
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         async with (
             aiohttp.ClientSession() as http,
             http.ws_connect(pieces_emulator.url + IDENTIFIERS) as ws,
@@ -312,7 +310,7 @@ async def test_every_change_sends_one_identifier_batch_to_every_subscriber(
     emulator, url = pieces_emulator, pieces_emulator.url
     target = model_id(emulator, LOCAL_NOT_DOWNLOADED)
     downloaded = model_id(emulator, LOCAL_DOWNLOADED)
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         async with (
             aiohttp.ClientSession() as http,
             http.ws_connect(url + IDENTIFIERS) as first,
@@ -389,7 +387,7 @@ async def test_every_change_sends_one_identifier_batch_to_every_subscriber(
 
 
 async def test_identifier_sockets_close_when_the_emulator_stops() -> None:
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         emulator = PiecesOSEmulator()
         await emulator.start()
         async with (
@@ -409,7 +407,7 @@ async def test_a_score_increment_counts_in_the_model_s_score(
     target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
     path = f"{pieces_emulator.url}/model/{target}/scores/increment"
     assert "score" not in pieces_emulator.models[target]
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         async with aiohttp.ClientSession() as http:
             for body in [
                 {"model": {"reuse": True}},
@@ -432,7 +430,7 @@ async def test_a_score_increment_keeps_what_the_score_had() -> None:
         {"id": "scored", "name": "scored", "score": {"manual": 3, "automatic": 4, "reuse": 5}}
     ]
     async with PiecesOSEmulator(catalog) as emulator, aiohttp.ClientSession() as http:
-        with anyio.fail_after(LIMIT):
+        with anyio.fail_after(BOUND):
             body = {"model": {"reuse": True, "priority": True}}
             await post(http, f"{emulator.url}/model/scored/scores/increment", body, 204)
     expected = {"manual": 3, "automatic": 4, "reuse": 6, "priority": 1}
@@ -442,7 +440,7 @@ async def test_a_score_increment_keeps_what_the_score_had() -> None:
 async def test_score_increment_errors_are_text(pieces_emulator: PiecesOSEmulator) -> None:
     url = pieces_emulator.url
     target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         async with aiohttp.ClientSession() as http:
             for body in [
                 b"{not json",
@@ -469,7 +467,7 @@ async def test_a_plain_get_on_a_websocket_endpoint_is_a_one_line_400(
     pieces_emulator: PiecesOSEmulator,
 ) -> None:
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         async with aiohttp.ClientSession() as http:
             for path in [IDENTIFIERS, f"/model/{target}/download/progress"]:
                 async with http.get(pieces_emulator.url + path) as resp:
@@ -484,7 +482,7 @@ async def test_a_plain_get_on_a_websocket_endpoint_is_a_one_line_400(
 
 async def test_version_and_health_are_text(pieces_emulator: PiecesOSEmulator) -> None:
     url = pieces_emulator.url
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         async with aiohttp.ClientSession() as http:
             for version in [DEFAULT_VERSION, "11.0.0-beta.3"]:
                 pieces_emulator.version = version
@@ -514,7 +512,7 @@ async def test_a_restart_keeps_state_and_moves_the_url() -> None:
     async with PiecesOSEmulator() as emulator, aiohttp.ClientSession() as http:
         target = model_id(emulator, target_name)
         old_url, old_port = emulator.url, emulator.port
-        with anyio.fail_after(LIMIT):
+        with anyio.fail_after(BOUND):
             created = msgspec.json.decode(
                 await post(http, old_url + "/models/create", msgspec.to_builtins(seeded()))
             )["id"]
@@ -557,7 +555,7 @@ async def test_a_restart_keeps_state_and_moves_the_url() -> None:
 
 async def test_start_in_range_takes_the_first_free_port_and_restarts_within_it() -> None:
     """Two emulators in PiecesOS's ports, as discovery sees them; one moves to another."""
-    with anyio.fail_after(LIMIT):
+    with anyio.fail_after(BOUND):
         async with PiecesOSEmulator() as placeholder:  # a busy port
             first, second = PiecesOSEmulator(), PiecesOSEmulator()
             try:

@@ -34,7 +34,12 @@ from aiopieces._enums import _base
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "scripts" / "gen_enums.py"
 GENERATED = ROOT / "aiopieces" / "_enums" / "_generated.py"
-SCHEMA = ROOT.parent / "shared" / "reference" / "pieces-os-client-5.0.1-schemas.json"
+# shared/ sits beside the checkout; under `nox -s mutate` the tests run one level deeper.
+SCHEMA = next(
+    folder / "shared" / "reference" / "pieces-os-client-5.0.1-schemas.json"
+    for folder in ROOT.parents
+    if (folder / "shared" / "reference").is_dir()
+)
 ENUMS: list[type[OpenEnum]] = [
     ModelFoundationEnum,
     ModelTypeEnum,

@@ -23,6 +23,8 @@ import pytest
 import aiopieces
 from aiopieces.testing import PiecesOSEmulator
 
+from .helpers import BOUND
+
 ROOT = Path(__file__).parent.parent
 PUBLIC = [getattr(aiopieces, name) for name in aiopieces.__all__]
 CLASSES = [obj for obj in PUBLIC if isinstance(obj, type)]
@@ -171,7 +173,7 @@ POSTS_ON_A_MODEL: dict[str, Callable[[aiopieces.AsyncPiecesClient], Awaitable[ob
 async def test_get_model_on_an_unknown_id_is_model_not_found(
     pieces_client: aiopieces.AsyncPiecesClient,
 ) -> None:
-    with anyio.fail_after(10), pytest.raises(aiopieces.ModelNotFoundError) as caught:
+    with anyio.fail_after(BOUND), pytest.raises(aiopieces.ModelNotFoundError) as caught:
         await pieces_client.get_model(UNKNOWN_ID)
     assert caught.value.status == 410
     assert caught.value.method == "GET" and caught.value.url.endswith(f"/model/{UNKNOWN_ID}")
@@ -182,7 +184,7 @@ async def test_update_model_on_an_unknown_id_is_model_not_found_it_reads_the_mod
 ) -> None:
     model = (await pieces_client.list_models()).iterable[0]
     model.id = UNKNOWN_ID
-    with anyio.fail_after(10), pytest.raises(aiopieces.ModelNotFoundError) as caught:
+    with anyio.fail_after(BOUND), pytest.raises(aiopieces.ModelNotFoundError) as caught:
         await pieces_client.update_model(model)
     assert caught.value.status == 410 and caught.value.method == "GET"
 
@@ -196,7 +198,7 @@ async def test_the_progress_websocket_on_an_unknown_id_is_model_not_found(
         if start
         else pieces_client.download_progress(UNKNOWN_ID)
     )
-    with anyio.fail_after(10), pytest.raises(aiopieces.ModelNotFoundError) as caught:
+    with anyio.fail_after(BOUND), pytest.raises(aiopieces.ModelNotFoundError) as caught:
         async for _ in stream:
             pass
     assert caught.value.status == 410
@@ -211,7 +213,7 @@ async def test_a_post_on_an_unknown_model_is_a_plain_api_error_500(
     pieces_client: aiopieces.AsyncPiecesClient, pieces_emulator: PiecesOSEmulator, call: str
 ) -> None:
     """As PiecesOS does: 500 with a text body, not 410, so not ModelNotFoundError."""
-    with anyio.fail_after(10), pytest.raises(aiopieces.PiecesAPIError) as caught:
+    with anyio.fail_after(BOUND), pytest.raises(aiopieces.PiecesAPIError) as caught:
         await POSTS_ON_A_MODEL[call](pieces_client)
     assert type(caught.value) is aiopieces.PiecesAPIError
     assert caught.value.status == 500 and caught.value.method == "POST"

@@ -20,6 +20,8 @@ import pytest
 
 from aiopieces.testing import PiecesOSEmulator
 
+from .helpers import BOUND
+
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
@@ -106,7 +108,7 @@ async def test_python_block_runs(index: int, tmp_path: Path) -> None:
     async with PiecesOSEmulator(shape=shape) as emulator:
         code = SCRIPTS[index].replace(USUAL_URL, emulator.url)
         env = {**os.environ, "PIECES_OS_URL": emulator.url}
-        with anyio.fail_after(60):
+        with anyio.fail_after(BOUND):
             result = await anyio.run_process(
                 [sys.executable, "-c", code], env=env, check=False, cwd=tmp_path
             )

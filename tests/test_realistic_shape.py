@@ -23,7 +23,7 @@ from aiopieces import ModelDownloadProgressStatusEnum as Status
 from aiopieces.testing import SHAPES, PiecesOSEmulator, Shape, default_catalog
 from aiopieces.testing._catalog import MODEL_KEY_ORDER
 
-from .helpers import LOCAL_NOT_DOWNLOADED, model_id
+from .helpers import BOUND, LOCAL_NOT_DOWNLOADED, model_id
 
 #: Both shapes of the built-in catalog, as (shape, model) pairs.
 CATALOG = [(shape, model) for shape in SHAPES for model in default_catalog(shape)]
@@ -77,7 +77,7 @@ async def update_unchanged(shape: Shape, served: dict[str, Any]) -> bytes:
         PiecesOSEmulator([served], shape=shape) as emulator,
         AsyncPiecesClient(emulator.url, retry=None) as client,
     ):
-        with anyio.fail_after(10):
+        with anyio.fail_after(BOUND):
             model = await client.get_model(served["id"])
             if served.get("custom"):
                 await client.update_model(model)
@@ -169,7 +169,7 @@ async def test_download_follows_a_download_through_an_initial_unknown(
     pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
 ) -> None:
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
-    with anyio.fail_after(10):
+    with anyio.fail_after(BOUND):
         events = [event async for event in pieces_client.download(target)]
     statuses = [event.status for event in events]
     assert statuses == [Status.UNKNOWN, Status.INITIALIZED] + [Status.IN_PROGRESS] * 9 + [
@@ -184,7 +184,7 @@ async def test_a_subscriber_mid_download_gets_the_current_state_not_unknown(
 ) -> None:
     target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
     pieces_emulator.hold_downloads(at_percentage=30)
-    with anyio.fail_after(10):
+    with anyio.fail_after(BOUND):
         async with pieces_client.download(target) as events:
             async for event in events:
                 if event.percentage == 30:
@@ -200,7 +200,7 @@ async def test_the_schema_shape_sends_no_unknown() -> None:
         PiecesOSEmulator(shape="schema") as emulator,
         AsyncPiecesClient(emulator.url) as client,
     ):
-        with anyio.fail_after(10):
+        with anyio.fail_after(BOUND):
             statuses = [
                 e.status async for e in client.download(model_id(emulator, LOCAL_NOT_DOWNLOADED))
             ]

@@ -16,7 +16,7 @@ from aiopieces import AsyncPiecesClient, PiecesConnectionError, Retry
 from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
-from .helpers import free_port
+from .helpers import BOUND, free_port
 
 
 def open_fds() -> int:
@@ -120,8 +120,9 @@ async def test_no_descriptor_or_task_growth_across_ten_thousand_calls() -> None:
 
 
 async def test_progress_stream_connection_refused() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    async with AsyncPiecesClient(url, retry=Retry(attempts=2, backoff=0.01)) as client:
-        with pytest.raises(PiecesConnectionError, match="Is PiecesOS running"):
-            async for _ in client.download_progress("m"):
-                pass
+    with anyio.fail_after(BOUND):
+        url = f"http://127.0.0.1:{free_port()}"
+        async with AsyncPiecesClient(url, retry=Retry(attempts=2, backoff=0.01)) as client:
+            with pytest.raises(PiecesConnectionError, match="Is PiecesOS running"):
+                async for _ in client.download_progress("m"):
+                    pass

@@ -6,6 +6,8 @@ nothing. Retries use a tiny backoff so the suite stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import anyio
 import pytest
 
@@ -125,6 +127,44 @@ async def test_html_502_from_a_proxy(hostile: tuple[Hostile, str]) -> None:
                 await c.create_model(seeded())
             assert state.hits["/models/create"] == 1  # not retried: not idempotent
     assert info.value.status == 502 and "502 Bad Gateway" in info.value.body
+
+
+#: Every call, by whether repeating it is safe: (call, path, tries on a retryable status).
+_CALLS_BY_IDEMPOTENCE = [
+    (lambda c: c.list_models(), "/models", 3),
+    (lambda c: c.get_model("m"), "/model/m", 3),
+    (lambda c: c.cancel_download("m"), "/model/m/download/cancel", 3),
+    (lambda c: c.load_model("m"), "/model/m/load", 3),
+    (lambda c: c.unload_model("m"), "/model/m/unload", 3),
+    (lambda c: c.unload_models(), "/models/unload", 3),
+    (lambda c: c.health(), "/.well-known/health", 3),
+    (lambda c: c.version(), "/.well-known/version", 3),
+    (lambda c: c.download_model("m"), "/model/m/download", 1),
+    (lambda c: c.create_model(seeded()), "/models/create", 1),
+    (lambda c: c.delete_model("m"), "/models/m/delete", 1),
+    (lambda c: c.delete_model_cache("m"), "/models/m/delete/cache", 1),
+    (lambda c: c.increment_model_score("m"), "/model/m/scores/increment", 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "path", "tries"), _CALLS_BY_IDEMPOTENCE, ids=lambda v: v if isinstance(v, str) else ""
+)
+@pytest.mark.parametrize("fault", ["html_502", "reset_mid_body"])
+async def test_only_idempotent_calls_are_repeated_once_the_request_went_out(
+    hostile: tuple[Hostile, str],
+    call: Callable[[AsyncPiecesClient], Awaitable[object]],
+    path: str,
+    tries: int,
+    fault: str,
+) -> None:
+    state, url = hostile
+    state.fault = fault
+    with anyio.fail_after(BOUND):
+        async with client(url) as c:
+            with pytest.raises((PiecesAPIError, PiecesConnectionError)):
+                await call(c)
+    assert state.hits == {path: tries}
 
 
 async def test_500_with_a_plain_text_body(hostile: tuple[Hostile, str]) -> None:

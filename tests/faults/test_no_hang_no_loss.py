@@ -575,7 +575,7 @@ async def test_200_concurrent_downloads_on_100_connections_all_complete() -> Non
             if event.is_terminal:
                 finals[model_id] = str(event.status)
 
-    with anyio.fail_after(60):
+    with anyio.fail_after(BOUND):
         async with PiecesOSEmulator(catalog, download_steps=3) as emulator:
             c = AsyncPiecesClient(emulator.url, max_connections=100, retry=FAST_RETRY)
             async with c, anyio.create_task_group() as tg:
