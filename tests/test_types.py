@@ -20,6 +20,7 @@ from aiopieces import (
     ModelDownloadProgress,
     ModelDownloadProgressStatusEnum,
     ModelFoundationEnum,
+    ModelLookupError,
     ModelMaxTokens,
     Models,
     ModelTypeEnum,
@@ -28,6 +29,8 @@ from aiopieces import (
     ReferencedModel,
     Score,
     SeededModel,
+    SeededScore,
+    SeededScoreIncrement,
 )
 from aiopieces import EmbeddedModelSchemaSemanticVersionEnum as Semantic
 from aiopieces.testing import Shape, default_catalog
@@ -365,3 +368,57 @@ def test_terminal_statuses() -> None:
     }
     assert terminal == {"COMPLETED", "FAILED", "CANCELED"}
     assert not ModelDownloadProgress(status=ModelDownloadProgressStatusEnum("PAUSED")).is_terminal
+
+
+# -- Models.find and the score body ------------------------------------------------------
+
+
+def _models(*models: tuple[str, str, str | None]) -> Models:
+    return Models(iterable=[Model(id=i, name=n, unique=u) for i, n, u in models])
+
+
+def test_find_prefers_an_id_then_unique_then_exact_name_then_any_case() -> None:
+    models = _models(("a", "Llama", None), ("b", "llama", "a"), ("c", "GPT", "gpt-4o"))
+    assert models.find("a").id == "a"  # an id wins over a unique name
+    assert models.find("gpt-4o").id == "c"
+    assert models.find("llama").id == "b"  # the exact name wins over the case-blind one
+    assert models.find("gpt").id == "c"
+
+
+@pytest.mark.parametrize(
+    ("name", "matches", "message"),
+    [
+        ("", [], "no model has the id or name ''"),
+        ("nothing", [], "no model has the id or name 'nothing'"),
+        ("twin", ["t1", "t2"], "'twin' names 2 models: use an id (t1, t2)"),
+        ("TWIN", ["t1", "t2"], "'TWIN' names 2 models: use an id (t1, t2)"),
+    ],
+)
+def test_find_says_what_it_could_not_decide(name: str, matches: list[str], message: str) -> None:
+    models = _models(("t1", "twin", None), ("t2", "twin", None))
+    with pytest.raises(ModelLookupError) as info:
+        models.find(name)
+    assert (info.value.name_or_id, info.value.matches, str(info.value)) == (name, matches, message)
+
+
+def test_find_takes_only_text() -> None:
+    with pytest.raises(TypeError, match=r"^find\(\) takes an id or a name, not int$"):
+        _models().find(7)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("other", "message"),
+    [
+        ({"schema": {}}, "give schema as fields, not in `other`"),
+        ({"model": {}, "schema": {}, "x": 1}, "give model, schema as fields, not in `other`"),
+    ],
+)
+def test_a_score_increment_refuses_typed_keys_in_other(other: dict[str, Any], message: str) -> None:
+    increment = SeededScoreIncrement(model=SeededScore(reuse=True), other=other)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        increment.to_json_object()
+
+
+def test_a_score_increment_sends_other_beside_the_typed_keys() -> None:
+    increment = SeededScoreIncrement(model=SeededScore(reuse=True), other={"asset": {"x": 1}})
+    assert increment.to_json_object() == {"asset": {"x": 1}, "model": {"reuse": True}}
