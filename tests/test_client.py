@@ -10,6 +10,7 @@ from aiohttp import web
 from aiopieces import (
     AsyncPiecesClient,
     ClientState,
+    Model,
     ModelDeleteCacheInput,
     ModelMaxTokens,
     ModelNotFoundError,
@@ -466,3 +467,90 @@ async def test_unload_models_error_path(serve_app: ServeApp) -> None:
         with pytest.raises(PiecesAPIError, match="a model is busy") as info:
             await client.unload_models()
     assert info.value.status == 500 and info.value.method == "POST"
+
+
+# -- update_model: what it says when the model it read back is not one -------------------
+
+
+@pytest.mark.parametrize(
+    ("served", "error"),
+    [
+        (b"[1]", "Expected `object`, got `array`"),  # not even a JSON object
+        (b'{"id": 5}', "Expected `str`, got `int` - at `$.id`"),  # an object, not a Model
+    ],
+)
+async def test_update_model_names_the_get_whose_answer_it_could_not_decode(
+    serve_app: ServeApp, served: bytes, error: str
+) -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.method, request.raw_path))
+        return web.Response(body=served, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url, retry=None) as client:
+        with anyio.fail_after(BOUND), pytest.raises(PiecesDecodeError) as info:
+            await client.update_model(Model(id="x/y"))
+    assert seen == [("GET", "/model/x%2Fy")]  # nothing was posted
+    assert str(info.value) == f"GET /model/x%2Fy: {error}; payload starts {served.decode()!r}"
+    assert (info.value.method, info.value.url) == ("GET", f"{url}/model/x%2Fy")
+    assert info.value.preview == served.decode()
+
+
+async def test_increment_score_names_the_type_it_refuses(pieces_client: AsyncPiecesClient) -> None:
+    with pytest.raises(TypeError) as info:
+        await pieces_client.increment_model_score("m", {"model": {"reuse": True}})  # type: ignore[arg-type]
+    assert str(info.value) == "increment must be a SeededScoreIncrement, not dict"
+
+
+# -- live_models: how long it waits for the first batch ----------------------------------
+
+
+def identifiers_app(*, first_batch: bool) -> web.Application:
+    """An identifier socket that sends one model's id (or nothing), then only answers pings."""
+
+    async def identifiers(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        if first_batch:
+            await ws.send_str('{"iterable":[{"model":{"id":"m1"}}]}')
+        async for _ in ws:
+            pass
+        return ws
+
+    async def model(request: web.Request) -> web.Response:
+        return web.json_response({"id": request.match_info["model"], "name": "One"})
+
+    app = web.Application()
+    app.router.add_get("/models/stream/identifiers", identifiers)
+    app.router.add_get("/model/{model}", model)
+    return app
+
+
+@pytest.mark.parametrize(
+    "timeout", [Timeout(connect=None, read=5), Timeout(connect=5, read=None), Timeout.coerce(None)]
+)
+async def test_live_models_without_a_connect_or_read_bound_waits_unbounded(
+    serve_app: ServeApp, timeout: Timeout
+) -> None:
+    url = await serve_app(identifiers_app(first_batch=True))
+    with anyio.fail_after(BOUND):
+        async with AsyncPiecesClient(url, timeout=timeout) as c, c.live_models() as live:
+            assert list(live.models) == ["m1"] and live.models["m1"].name == "One"
+
+
+async def test_live_models_waits_connect_plus_read_for_the_first_batch(
+    serve_app: ServeApp,
+) -> None:
+    url = await serve_app(identifiers_app(first_batch=False))
+    with anyio.fail_after(BOUND):
+        async with AsyncPiecesClient(url, timeout=Timeout(connect=0.125, read=0.0625)) as c:
+            with pytest.raises(PiecesTimeoutError) as info:
+                async with c.live_models():
+                    pass
+    assert str(info.value) == "no model identifiers within 0.1875 s of connecting"
+    assert info.value.phase == "read" and info.value.method == "GET"
+    assert info.value.url == f"{url}/models/stream/identifiers"
