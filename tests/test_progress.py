@@ -13,6 +13,7 @@ from aiopieces import (
     PiecesClientStateError,
     PiecesConnectionError,
     PiecesDecodeError,
+    PiecesStreamError,
 )
 from aiopieces import (
     ModelDownloadProgressStatusEnum as Status,
@@ -370,3 +371,53 @@ def test_a_stall_timeout_must_be_positive(pieces_emulator: PiecesOSEmulator) -> 
     for bad in (0, -1, float("nan")):
         with pytest.raises(ValueError, match="stall_timeout"):
             client.download("m", stall_timeout=bad)
+
+
+#: A model as `GET /model/{id}` serves it: no longer downloading, and not downloaded.
+ENDED_UNSEEN = (
+    b'{"id":"m-1","name":"M","version":"1","cloud":false,'
+    b'"created":{"value":"2025-01-01T00:00:00Z"},"type":"BALANCED",'
+    b'"usage":"CODE_CONVERSATION","downloading":false,"downloaded":false}'
+)
+
+
+async def test_a_download_that_ends_unseen_while_reconnecting_says_so(
+    serve_app: ServeApp,
+) -> None:
+    handshakes: list[str] = []
+    looked_up: list[str] = []
+
+    async def progress(request: web.Request) -> web.WebSocketResponse:
+        handshakes.append(request.match_info["model"])
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        if len(handshakes) == 1:
+            await ws.send_str('{"status":"IN-PROGRESS","percentage":40}')
+            assert request.transport is not None
+            request.transport.abort()  # a drop; the download ends while it lasts
+            return ws
+        async for _ in ws:  # the new socket says nothing, as PiecesOS's does
+            pass
+        return ws
+
+    async def model(request: web.Request) -> web.Response:
+        looked_up.append(request.match_info["model"])
+        return web.Response(body=ENDED_UNSEEN, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/model/{model}/download/progress", progress)
+    app.router.add_get("/model/{model}", model)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url) as client:
+        stream = client.download_progress("m-1")
+        with anyio.fail_after(BOUND), pytest.raises(PiecesStreamError) as info:
+            async for _ in stream:
+                pass
+    assert str(info.value) == (
+        f"{url}/model/m-1/download/progress: the download ended while the progress "
+        "WebSocket was reconnecting, without completing: PiecesOS reports the model "
+        "neither downloading nor downloaded (it failed or was canceled)"
+    )
+    assert (info.value.method, info.value.url) == ("GET", stream.url)
+    assert stream.url == f"{url}/model/m-1/download/progress"
+    assert handshakes == ["m-1", "m-1"] and looked_up == ["m-1"] and stream.reconnects == 1

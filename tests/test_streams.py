@@ -1,0 +1,300 @@
+"""The reconnecting WebSocket core (`WebSocketStream`) on its own, over real sockets.
+
+Each test serves a hand-written WebSocket endpoint that does exactly what the test needs
+per handshake (send frames, close with a code, drop, refuse) and counts the handshakes.
+The stream's host is a small `StreamHost` of the test's own over a real aiohttp session:
+it takes no wait between reconnects but records it, and records every search for
+PiecesOS (`rediscover`), which a client would do out of sight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import anyio
+import msgspec
+import pytest
+import yarl
+from aiohttp import web
+
+from aiopieces import PiecesConnectionError, Retry, Timeout
+from aiopieces._streams import MAX_RECONNECTS, WebSocketStream
+from aiopieces._watch import IDENTIFIERS_PATH, ModelWatch
+
+from .conftest import ServeApp
+from .helpers import BOUND, free_port
+
+#: What one handshake does: it is given the request and returns the response.
+Plan = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Server:
+    """A WebSocket endpoint that follows one plan per handshake (the last one repeats)."""
+
+    def __init__(self, *plans: Plan) -> None:
+        self.plans = plans
+        self.handshakes = 0
+        #: Set at every handshake; a test clears it to wait for the next one.
+        self.connected = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.handshakes += 1
+        self.connected.set()
+        return await self.plans[min(self.handshakes, len(self.plans)) - 1](request)
+
+    def app(self, path: str = "/ws") -> web.Application:
+        app = web.Application()
+        app.router.add_get(path, self.handle)
+        return app
+
+
+def frames(
+    *texts: str,
+    close: int | None = None,
+    message: bytes = b"",
+    drop: bool = False,
+    raw: bytes | None = None,
+    then: Callable[[], None] | None = None,
+) -> Plan:
+    """Send `texts`, run `then`, then close with `close`, drop the connection, write the
+    `raw` bytes, or (none of these) stay open until the client leaves."""
+
+    async def plan(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        for text in texts:
+            await ws.send_str(text)
+        if then is not None:
+            then()
+        assert request.transport is not None
+        if close is not None:
+            await ws.close(code=close, message=message)
+        elif drop:
+            request.transport.abort()
+        elif raw is not None:
+            request.transport.write(raw)
+            async for _ in ws:
+                pass
+        else:
+            async for _ in ws:
+                pass
+        return ws
+
+    return plan
+
+
+def refuse(status: int, text: str) -> Plan:
+    """Answer the handshake with a plain HTTP error."""
+
+    async def plan(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, text=text, content_type="text/plain")
+
+    return plan
+
+
+class Host:
+    """A `StreamHost` over a real session; records waits (takes none) and searches."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, retry: Retry) -> None:
+        self._session = session
+        #: Where PiecesOS is now: a test may move it.
+        self.base = base
+        #: Where a search for PiecesOS finds it (`None`: it stays where it is).
+        self.found_at: str | None = None
+        self._retry = retry
+        self.sleeps: list[float] = []
+        self.searches = 0
+        self.streams: set[WebSocketStream[Any]] = set()
+
+    @property
+    def timeout(self) -> Timeout:
+        return Timeout()
+
+    @property
+    def retry(self) -> Retry:
+        return self._retry
+
+    @property
+    def max_frame_bytes(self) -> int:
+        return 1 << 20
+
+    def session(self) -> aiohttp.ClientSession:
+        return self._session
+
+    def url(self, path: str) -> yarl.URL:
+        return yarl.URL(self.base + path, encoded=True)
+
+    def attach(self, stream: WebSocketStream[Any]) -> None:
+        self.streams.add(stream)
+
+    def detach(self, stream: WebSocketStream[Any]) -> None:
+        self.streams.discard(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+    async def rediscover(self) -> None:
+        self.searches += 1
+        if self.found_at is not None:
+            self.base = self.found_at
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+def top_of_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every jittered wait is its upper bound, so the waits can be told apart exactly."""
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+
+
+INTS = msgspec.json.Decoder(int)
+#: What aiohttp says of a refused handshake, in place of the body it does not read.
+HANDSHAKE_REFUSED = "Invalid response status"
+POLICY = Retry(attempts=2, backoff=0.01, max_backoff=1.0)
+
+
+def dead_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+async def read_all(stream: WebSocketStream[Any]) -> list[Any]:
+    with anyio.fail_after(BOUND):
+        return [event async for event in stream]
+
+
+# -- why a socket dropped, as the error says ------------------------------------------------
+
+#: Frame with RSV1 set (no extension agreed) and an empty text payload: a protocol error.
+RSV1_FRAME = b"\xc1\x00"
+
+
+@pytest.mark.parametrize(
+    ("plan", "why"),
+    [
+        (frames("1", close=1012, message=b"service restart"), "close code 1012: service restart"),
+        (frames("1", close=1013), "close code 1013"),
+        (frames("1", drop=True), "close code 1006"),
+        (frames("1", raw=RSV1_FRAME), "WebSocketError: Received frame with non-zero reserved bits"),
+    ],
+    ids=["1012-with-reason", "1013-bare", "dropped", "protocol-error"],
+)
+async def test_without_retries_a_drop_ends_the_stream_saying_why(
+    serve_app: ServeApp, session: aiohttp.ClientSession, plan: Plan, why: str
+) -> None:
+    server = Server(plan)
+    base = await serve_app(server.app())
+    host = Host(session, base, Retry(attempts=1))
+    stream = WebSocketStream(host, "/ws", INTS)
+    received: list[int] = []
+    with pytest.raises(PiecesConnectionError) as info:
+        with anyio.fail_after(BOUND):
+            async for event in stream:
+                received.append(event)
+    err = info.value
+    assert received == [1]
+    assert err.reason == f"the stream WebSocket dropped ({why}); gave up after 0 reconnects"
+    assert str(err).startswith(f"cannot reach PiecesOS at {base}/ws: {err.reason}. ")
+    assert (err.url, err.method) == (f"{base}/ws", "GET")
+    assert server.handshakes == 1 and stream.reconnects == 0 and host.sleeps == []
+    assert not host.streams  # detached once it ended
+
+
+# -- a patient stream: every failed reconnect is one more drop, with a growing wait ---------
+
+
+async def test_a_patient_stream_gives_up_after_max_reconnects_failed_in_a_row(
+    serve_app: ServeApp, session: aiohttp.ClientSession, top_of_jitter: None
+) -> None:
+    server = Server(frames('{"iterable":[]}', drop=True), refuse(500, "boom"))
+    base = await serve_app(server.app(IDENTIFIERS_PATH))
+    host = Host(session, base, POLICY)
+    stream = ModelWatch(host)
+    url = f"{base}{IDENTIFIERS_PATH}"
+    with pytest.raises(PiecesConnectionError) as info:
+        await read_all(stream)
+    err = info.value
+    # A refused handshake (aiohttp keeps no body of it): no retry, no search.
+    failed = f"GET {url} answered 500: {HANDSHAKE_REFUSED}"
+    assert err.reason == (
+        f"the model identifier WebSocket dropped (reconnecting failed: {failed}); "
+        f"gave up after {MAX_RECONNECTS} reconnects"
+    )
+    assert (err.url, err.method) == (url, "GET")
+    assert str(err).startswith(f"cannot reach PiecesOS at {url}: ")
+    assert server.handshakes == 1 + MAX_RECONNECTS and stream.reconnects == 0
+    # No wait before the first reconnect; then backoff(policy, n) before the n+1-th.
+    assert host.sleeps == [min(1.0, 0.01 * 2 ** (n - 1)) for n in range(1, MAX_RECONNECTS)]
+    assert host.searches == 0
+
+
+async def test_a_patient_stream_searches_for_pieces_os_when_refused_and_goes_on(
+    serve_app: ServeApp, session: aiohttp.ClientSession, top_of_jitter: None
+) -> None:
+    host: Host
+    server = Server(
+        frames('{"iterable":[]}', then=lambda: setattr(host, "base", dead_url()), drop=True),
+        frames('{"iterable":[{"model":{"id":"m"}}]}'),
+    )
+    base = await serve_app(server.app(IDENTIFIERS_PATH))
+    host = Host(session, base, POLICY)
+    host.found_at = base  # PiecesOS moved away, and a search finds it again
+    with anyio.fail_after(BOUND):
+        async with ModelWatch(host) as stream:
+            await anext(stream)
+            batch = await anext(stream)
+    assert [item.model.id for item in batch.iterable if item.model] == ["m"]
+    assert stream.snapshot and stream.reconnects == 1 and server.handshakes == 2
+    assert host.searches == 1
+    # The refused connect was retried once (its own wait), then the second reconnect in
+    # a row waited backoff(policy, 1).
+    assert host.sleeps == [0.01, 0.01]
+
+
+# -- an impatient stream: a failed reconnect ends it, saying what failed ----------------------
+
+
+async def test_a_reconnect_refused_by_the_server_ends_an_impatient_stream(
+    serve_app: ServeApp, session: aiohttp.ClientSession
+) -> None:
+    server = Server(frames("1", drop=True), refuse(500, "boom"))
+    base = await serve_app(server.app())
+    host = Host(session, base, POLICY)
+    stream = WebSocketStream(host, "/ws", INTS)
+    with pytest.raises(PiecesConnectionError) as info:
+        await read_all(stream)
+    err = info.value
+    assert err.reason == (
+        f"the stream WebSocket dropped (close code 1006), and reconnecting failed: "
+        f"GET {base}/ws answered 500: {HANDSHAKE_REFUSED}"
+    )
+    assert (err.url, err.method) == (f"{base}/ws", "GET")
+    assert type(err.__cause__).__name__ == "PiecesAPIError"
+    assert server.handshakes == 2 and host.searches == 0 and host.sleeps == []
+
+
+async def test_a_reconnect_that_cannot_connect_searches_then_ends_an_impatient_stream(
+    serve_app: ServeApp, session: aiohttp.ClientSession, top_of_jitter: None
+) -> None:
+    host: Host
+    server = Server(frames("1", then=lambda: setattr(host, "base", dead_url()), drop=True))
+    base = await serve_app(server.app())
+    host = Host(session, base, POLICY)
+    stream = WebSocketStream(host, "/ws", INTS)
+    with pytest.raises(PiecesConnectionError) as info:
+        await read_all(stream)
+    err, cause = info.value, info.value.__cause__
+    assert isinstance(cause, PiecesConnectionError) and not cause.request_sent
+    assert err.reason == (
+        f"the stream WebSocket dropped (close code 1006), and reconnecting failed: {cause.reason}"
+    )
+    assert (err.url, err.method) == (f"{base}/ws", "GET")  # where the stream was opened
+    assert server.handshakes == 1 and host.searches == 1
+    assert host.sleeps == [0.01]  # the one retry of the refused connect
