@@ -14,6 +14,8 @@ from aiopieces import (
     PiecesConnectionError,
     PiecesDecodeError,
     PiecesStreamError,
+    PiecesTimeoutError,
+    Timeout,
 )
 from aiopieces import (
     ModelDownloadProgressStatusEnum as Status,
@@ -230,13 +232,18 @@ async def test_closing_the_client_ends_open_streams(pieces_emulator: PiecesOSEmu
 # -- an independent server: frames the emulator never sends --------------------------------
 
 
-def ws_app(*frames: str, close_code: int | None = None) -> web.Application:
+def ws_app(*frames: str, close_code: int | None = None, silent: bool = False) -> web.Application:
+    """Send `frames`, then close (with `close_code`), or stay `silent` until the client leaves."""
+
     async def progress(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         for frame in frames:
             await ws.send_str(frame)
-        if close_code is not None:
+        if silent:  # only the pings aiohttp answers by itself
+            async for _ in ws:
+                pass
+        elif close_code is not None:
             await ws.close(code=close_code, message=b"model store exploded")
         else:
             await ws.close()
@@ -421,3 +428,25 @@ async def test_a_download_that_ends_unseen_while_reconnecting_says_so(
     assert (info.value.method, info.value.url) == ("GET", stream.url)
     assert stream.url == f"{url}/model/m-1/download/progress"
     assert handshakes == ["m-1", "m-1"] and looked_up == ["m-1"] and stream.reconnects == 1
+
+
+@pytest.mark.parametrize(
+    ("ws_idle", "stall", "phase", "message"),
+    [
+        (None, 0.2, "stall", "no progress for 0.2 s on {url} (stall timeout)"),
+        (5.0, 0.2, "stall", "no progress for 0.2 s on {url} (stall timeout)"),
+        (0.2, 5.0, "ws_idle", "no progress event for 0.2 s on {url} (ws_idle timeout)"),
+    ],
+)
+async def test_the_earlier_of_ws_idle_and_stall_timeout_ends_a_silent_download(
+    serve_app: ServeApp, ws_idle: float | None, stall: float, phase: str, message: str
+) -> None:
+    url = await serve_app(ws_app('{"status":"IN-PROGRESS","percentage":10}', silent=True))
+    async with AsyncPiecesClient(url, timeout=Timeout(ws_idle=ws_idle)) as client:
+        stream = client.download_progress("m", stall_timeout=stall)
+        with anyio.fail_after(BOUND), pytest.raises(PiecesTimeoutError) as info:
+            async for _ in stream:
+                pass
+    assert str(info.value) == message.format(url=stream.url)
+    assert (info.value.phase, info.value.method, info.value.url) == (phase, "GET", stream.url)
+    assert stream.url == f"{url}/model/m/download/progress"

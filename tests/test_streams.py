@@ -21,7 +21,15 @@ import pytest
 import yarl
 from aiohttp import web
 
-from aiopieces import PiecesConnectionError, Retry, Timeout
+from aiopieces import (
+    PiecesClientStateError,
+    PiecesConnectionError,
+    PiecesDecodeError,
+    PiecesError,
+    PiecesTimeoutError,
+    Retry,
+    Timeout,
+)
 from aiopieces._streams import MAX_RECONNECTS, WebSocketStream
 from aiopieces._watch import IDENTIFIERS_PATH, ModelWatch
 
@@ -99,8 +107,18 @@ def refuse(status: int, text: str) -> Plan:
 class Host:
     """A `StreamHost` over a real session; records waits (takes none) and searches."""
 
-    def __init__(self, session: aiohttp.ClientSession, base: str, retry: Retry) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base: str,
+        retry: Retry,
+        *,
+        timeout: Timeout | None = None,
+        max_frame_bytes: int = 1 << 20,
+    ) -> None:
         self._session = session
+        self._timeout = timeout or Timeout()
+        self._max_frame_bytes = max_frame_bytes
         #: Where PiecesOS is now: a test may move it.
         self.base = base
         #: Where a search for PiecesOS finds it (`None`: it stays where it is).
@@ -112,7 +130,7 @@ class Host:
 
     @property
     def timeout(self) -> Timeout:
-        return Timeout()
+        return self._timeout
 
     @property
     def retry(self) -> Retry:
@@ -120,7 +138,7 @@ class Host:
 
     @property
     def max_frame_bytes(self) -> int:
-        return 1 << 20
+        return self._max_frame_bytes
 
     def session(self) -> aiohttp.ClientSession:
         return self._session
@@ -298,3 +316,95 @@ async def test_a_reconnect_that_cannot_connect_searches_then_ends_an_impatient_s
     assert (err.url, err.method) == (f"{base}/ws", "GET")  # where the stream was opened
     assert server.handshakes == 1 and host.searches == 1
     assert host.sleeps == [0.01]  # the one retry of the refused connect
+
+
+# -- what ends a stream at once, never retried -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("plan", "error", "message"),
+    [
+        (
+            frames("1", close=1011, message=b"store exploded"),
+            PiecesConnectionError,
+            "cannot reach PiecesOS at {url}: the stream WebSocket was closed with code 1011: "
+            "store exploded. ",
+        ),
+        (
+            frames("1", close=4000),
+            PiecesConnectionError,
+            "cannot reach PiecesOS at {url}: the stream WebSocket was closed with code 4000. ",
+        ),
+        (
+            frames("1", close=1007, message=b"bad text"),
+            PiecesDecodeError,
+            "stream frame from {url}: close code 1007: bad text (refused, not retried)",
+        ),
+        (
+            frames("1", close=1009),
+            PiecesDecodeError,
+            "stream frame from {url}: close code 1009 (refused, not retried)",
+        ),
+        (
+            frames("1", "2" * 100),
+            PiecesDecodeError,
+            "stream frame from {url}: WebSocketError: Message size 100 exceeds limit 64 "
+            "(refused, not retried)",
+        ),
+        (frames("1", "[1]"), PiecesDecodeError, "stream frame from {url}"),
+    ],
+    ids=["1011", "4000-bare", "1007", "1009-bare", "oversized", "wrong-type"],
+)
+async def test_an_error_close_or_bad_data_ends_the_stream_without_a_reconnect(
+    serve_app: ServeApp,
+    session: aiohttp.ClientSession,
+    plan: Plan,
+    error: type[PiecesError],
+    message: str,
+) -> None:
+    server = Server(plan)
+    base = await serve_app(server.app())
+    url = f"{base}/ws"
+    host = Host(session, base, POLICY, max_frame_bytes=64)
+    stream = WebSocketStream(host, "/ws", INTS)
+    received: list[int] = []
+    with pytest.raises(error) as info:
+        with anyio.fail_after(BOUND):
+            async for event in stream:
+                received.append(event)
+    assert type(info.value) is error and str(info.value).startswith(message.format(url=url))
+    assert (info.value.url, info.value.method) == (url, "GET")
+    assert received == [1] and server.handshakes == 1 and stream.reconnects == 0
+
+
+@pytest.mark.parametrize("code", [1000, 1001])
+async def test_a_normal_close_ends_the_stream_and_it_cannot_be_reopened(
+    serve_app: ServeApp, session: aiohttp.ClientSession, code: int
+) -> None:
+    server = Server(frames("1", "2", close=code))
+    base = await serve_app(server.app())
+    host = Host(session, base, POLICY)
+    stream = WebSocketStream(host, "/ws", INTS)
+    with anyio.fail_after(BOUND):
+        async with stream:
+            assert [event async for event in stream] == [1, 2]
+        with pytest.raises(PiecesClientStateError) as info:
+            async with stream:
+                pass
+    assert str(info.value) == "this stream stream has ended; start a new one"
+    assert server.handshakes == 1 and not host.streams
+
+
+async def test_a_silent_socket_times_out_saying_where(
+    serve_app: ServeApp, session: aiohttp.ClientSession
+) -> None:
+    server = Server(frames("1"))  # then nothing but the pongs aiohttp sends by itself
+    base = await serve_app(server.app())
+    host = Host(session, base, POLICY, timeout=Timeout(ws_idle=0.1))
+    stream = WebSocketStream(host, "/ws", INTS)
+    with pytest.raises(PiecesTimeoutError) as info:
+        await read_all(stream)
+    err = info.value
+    assert str(err) == f"no stream event for 0.1 s on {base}/ws (ws_idle timeout)"
+    assert (err.phase, err.method, err.url) == ("ws_idle", "GET", f"{base}/ws")
+    assert server.handshakes == 1 and not host.streams
