@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 import anyio
 import pytest
@@ -27,6 +29,7 @@ from .conftest import ServeApp
 from .helpers import (
     BOUND,
     CLOUD,
+    FAST_RETRY,
     LOCAL_DOWNLOADED,
     LOCAL_NOT_DOWNLOADED,
     NON_LLM,
@@ -554,3 +557,61 @@ async def test_live_models_waits_connect_plus_read_for_the_first_batch(
     assert str(info.value) == "no model identifiers within 0.1875 s of connecting"
     assert info.value.phase == "read" and info.value.method == "GET"
     assert info.value.url == f"{url}/models/stream/identifiers"
+
+
+async def test_a_view_keeps_the_retry_policy_it_is_not_given(serve_app: ServeApp) -> None:
+    hits = 0
+
+    async def flaky(request: web.Request) -> web.Response:
+        nonlocal hits
+        hits += 1
+        if hits == 1:
+            return web.Response(status=503, text="restarting", content_type="text/plain")
+        return web.json_response({"iterable": []})
+
+    app = web.Application()
+    app.router.add_get("/models", flaky)
+    async with AsyncPiecesClient(await serve_app(app), retry=FAST_RETRY) as parent:
+        view = parent.with_options(timeout=9)
+        assert view.retry == FAST_RETRY and view.timeout == Timeout.coerce(9)
+        with anyio.fail_after(BOUND):
+            assert (await view.list_models()).iterable == []
+    assert hits == 2  # the view retried the 503, as its parent would
+
+
+async def test_closing_the_client_ends_a_wait_to_retry(
+    serve_app: ServeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="busy", headers={"Retry-After": "10"})
+
+    app = web.Application()
+    app.router.add_get("/models", busy)
+    waiting = anyio.Event()
+
+    class Retrying(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("retrying GET /models in 10.00 s"):
+                waiting.set()
+
+    handler = Retrying()
+    logging.getLogger("aiopieces").addHandler(handler)
+    caplog.set_level(logging.DEBUG, logger="aiopieces")
+    errors: list[BaseException] = []
+    try:
+        async with AsyncPiecesClient(await serve_app(app), retry=FAST_RETRY) as client:
+
+            async def call() -> None:
+                try:
+                    await client.list_models()
+                except PiecesClientStateError as exc:
+                    errors.append(exc)
+
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(call)
+                    await waiting.wait()  # it got its 503 and waits 10 s to try again
+                    await client.aclose()
+    finally:
+        logging.getLogger("aiopieces").removeHandler(handler)
+    assert [str(e) for e in errors] == ["the client was closed while waiting to retry"]
