@@ -7,9 +7,12 @@ JSON the emulator stores. Every wait is bounded by `anyio.fail_after(BOUND)`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import logging
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -17,6 +20,7 @@ import anyio
 import msgspec
 import pytest
 
+from aiopieces import Model, Score
 from aiopieces.testing import PiecesOSEmulator
 
 from .helpers import (
@@ -369,15 +373,30 @@ async def progress_until(ws: aiohttp.ClientWebSocketResponse, last: str) -> list
     return frames
 
 
+def not_downloaded(emulator: PiecesOSEmulator) -> dict[str, bool]:
+    """The runtime flags of a model at rest and not downloaded, in the emulator's shape."""
+    if emulator.shape == "pieces":
+        return {"downloading": False}  # `downloaded` left out while false
+    return {"downloaded": False, "downloading": False}
+
+
+def flags(model: dict[str, Any]) -> dict[str, Any]:
+    return {k: model[k] for k in ["downloaded", "downloading"] if k in model}
+
+
 async def test_fail_download_fails_at_half_way_by_default(
     emulator: PiecesOSEmulator, http: aiohttp.ClientSession
 ) -> None:
+    """And the failed model is not downloaded, even if it was replaced by one that said so."""
     target = model_id(emulator, LOCAL_NOT_DOWNLOADED)
     emulator.fail_download(target)
+    emulator.hold_downloads(at_percentage=30)
     with anyio.fail_after(BOUND):
         async with http.ws_connect(f"{emulator.url}/model/{target}/download/progress") as ws:
             await emulator.wait_for_subscribers(target, 1)
             await call_json(http, "POST", f"{emulator.url}/model/{target}/download")
+            emulator.add_model({**emulator.models[target], "downloaded": True})
+            emulator.release_downloads()
             frames = await progress_until(ws, "FAILED")
     first = [{"status": "UNKNOWN"}] if emulator.shape == "pieces" else []
     assert frames == [
@@ -386,7 +405,27 @@ async def test_fail_download_fails_at_half_way_by_default(
         *({"status": "IN-PROGRESS", "percentage": p} for p in [10.0, 20.0, 30.0, 40.0]),
         {"status": "FAILED", "percentage": 50.0},
     ]
-    assert not emulator.model(target).downloaded and not emulator.model(target).downloading
+    assert flags(emulator.models[target]) == not_downloaded(emulator)
+
+
+async def test_percentages_have_two_decimals_and_a_fail_point_past_100_never_fails(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with PiecesOSEmulator(download_steps=3, shape="schema") as emulator:
+        target = model_id(emulator, LOCAL_NOT_DOWNLOADED)
+        emulator.fail_download(target, at_percentage=100.5)
+        with anyio.fail_after(BOUND):
+            async with http.ws_connect(f"{emulator.url}/model/{target}/download/progress") as ws:
+                await emulator.wait_for_subscribers(target, 1)
+                await call_json(http, "POST", f"{emulator.url}/model/{target}/download")
+                frames = await progress_until(ws, "COMPLETED")
+        assert frames == [
+            {"status": "INITIALIZED", "percentage": 0},
+            {"status": "IN-PROGRESS", "percentage": 33.33},
+            {"status": "IN-PROGRESS", "percentage": 66.67},
+            {"status": "COMPLETED", "percentage": 100},
+        ]
+        assert flags(emulator.models[target]) == {"downloaded": True, "downloading": False}
 
 
 async def test_a_cancel_leaves_the_model_not_downloaded_whatever_it_said(
@@ -401,8 +440,7 @@ async def test_a_cancel_leaves_the_model_not_downloaded_whatever_it_said(
         answer = await call_json(http, "POST", f"{emulator.url}/model/{target}/download/cancel")
     emulator.release_downloads()
     assert answer == emulator.models[target]
-    assert answer["downloading"] is False and bool(answer.get("downloaded")) is False
-    assert ("downloaded" in answer) is (emulator.shape == "schema")
+    assert flags(answer) == not_downloaded(emulator)
     assert emulator.running_downloads() == []
 
 
@@ -491,3 +529,133 @@ async def test_a_restart_on_other_ports_keeps_the_host() -> None:
             assert answer == (200, TEXT, b"ok")
         finally:
             await emulator.stop()
+
+
+# -- add_model ----------------------------------------------------------------------------
+
+
+async def test_add_model_takes_a_model_or_a_json_object_and_keeps_its_own_copy(
+    emulator: PiecesOSEmulator, http: aiohttp.ClientSession
+) -> None:
+    typed = Model(id="typed", name="typed", cloud=True, score=Score(manual=1, automatic=2))
+    assert emulator.add_model(typed) == "typed"
+    given: dict[str, Any] = {"id": "given", "name": "given", "score": {"manual": 3, "automatic": 4}}
+    assert emulator.add_model(given) == "given"
+    given["score"]["manual"] = 99  # the caller's object, changed afterwards
+    with anyio.fail_after(BOUND):
+        answers = [
+            await call_json(http, "GET", f"{emulator.url}/model/{i}") for i in ["typed", "given"]
+        ]
+    assert answers == [
+        {"id": "typed", "name": "typed", "cloud": True, "score": {"manual": 1, "automatic": 2}},
+        {"id": "given", "name": "given", "score": {"manual": 3, "automatic": 4}},
+    ]
+    assert [emulator.models["typed"], emulator.models["given"]] == answers
+
+
+# -- sockets ------------------------------------------------------------------------------
+
+
+async def test_what_a_client_sends_on_a_socket_is_ignored(
+    emulator: PiecesOSEmulator, http: aiohttp.ClientSession
+) -> None:
+    with anyio.fail_after(BOUND):
+        async with http.ws_connect(emulator.url + IDENTIFIERS) as ws:
+            await ws.receive()  # every model
+            for n in range(3):
+                await ws.send_str(f"hello {n}")
+                await ws.send_bytes(b"hello")
+                emulator.add_model({"id": f"m{n}", "name": "m"})
+                msg = await ws.receive()
+                assert msg.type == aiohttp.WSMsgType.TEXT, msg
+                assert msgspec.json.decode(msg.data) == {"iterable": [{"model": {"id": f"m{n}"}}]}
+                async with http.get(emulator.url + "/.well-known/health") as resp:
+                    assert resp.status == 200  # a round trip: the server has read the socket
+            assert emulator.identifier_subscriber_count() == 1
+
+
+class AccessLog(logging.Handler):
+    """aiohttp's access log lines, with an event set at each one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.logged = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.logged.set()
+
+    async def wait_for(self, count: int, fragment: str) -> list[str]:
+        """Wait until `count` lines contain `fragment`; return those lines."""
+        while len(lines := [line for line in self.lines if fragment in line]) < count:
+            self.logged.clear()
+            await self.logged.wait()
+        return lines
+
+
+@pytest.fixture
+def access_log() -> Iterator[AccessLog]:
+    logger = logging.getLogger("aiohttp.access")
+    handler, level = AccessLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+async def websocket_by_hand(
+    port: int, path: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket opened by hand over TCP, so that the test can send what no client would."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: emulator\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return reader, writer
+
+
+async def test_a_socket_that_breaks_the_protocol_is_closed_cleanly(
+    emulator: PiecesOSEmulator, caplog: pytest.LogCaptureFixture, access_log: AccessLog
+) -> None:
+    """A frame with a reserved opcode: the emulator closes with 1002 (protocol error),
+    unsubscribes, logs the request as a 101 like any other, and logs no error."""
+    with anyio.fail_after(BOUND):
+        reader, writer = await websocket_by_hand(emulator.port or 0, IDENTIFIERS)
+        try:
+            await emulator.wait_for_identifier_subscribers(1)
+            writer.write(bytes([0x83, 0x80, 1, 2, 3, 4]))  # FIN, opcode 3, masked, empty
+            received = await reader.read()  # until the server closes the connection
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        assert received.endswith(bytes([0x88, 0x02, 0x03, 0xEA]))  # close frame, code 1002
+        await emulator.wait_for_identifier_subscribers(0)
+        [line] = await access_log.wait_for(1, f"GET {IDENTIFIERS} ")
+    assert '" 101 ' in line
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_closed_socket_is_logged_and_leaves_no_error(
+    emulator: PiecesOSEmulator,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    access_log: AccessLog,
+) -> None:
+    target = model_id(emulator, LOCAL_NOT_DOWNLOADED)
+    progress = f"/model/{target}/download/progress"
+    with anyio.fail_after(BOUND):
+        async with http.ws_connect(emulator.url + IDENTIFIERS):
+            await emulator.wait_for_identifier_subscribers(1)
+        async with http.ws_connect(emulator.url + progress):
+            await emulator.wait_for_subscribers(target, 1)
+        await emulator.wait_for_identifier_subscribers(0)
+        await emulator.wait_for_subscribers(target, 0)
+        logged = await access_log.wait_for(2, '" 101 ')
+    assert [f"GET {IDENTIFIERS} " in logged[0], f"GET {progress} " in logged[1]] == [True, True]
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
