@@ -659,3 +659,24 @@ async def test_a_closed_socket_is_logged_and_leaves_no_error(
         logged = await access_log.wait_for(2, '" 101 ')
     assert [f"GET {IDENTIFIERS} " in logged[0], f"GET {progress} " in logged[1]] == [True, True]
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_every_get_route_answers_head_as_pieces_os_does(
+    emulator: PiecesOSEmulator, http: aiohttp.ClientSession
+) -> None:
+    """HEAD gets GET's status and headers, and no body."""
+    target = model_id(emulator, LOCAL_NOT_DOWNLOADED)
+    expected = {
+        "/.well-known/health": (200, TEXT),
+        "/.well-known/version": (200, TEXT),
+        "/models": (200, JSON),
+        f"/model/{target}": (200, JSON),
+        "/model/nope": (410, TEXT),
+        f"/model/{target}/download/progress": (400, TEXT),  # not an Upgrade request
+        IDENTIFIERS: (400, TEXT),
+    }
+    with anyio.fail_after(BOUND):
+        for path, (status, content_type) in expected.items():
+            assert await call(http, "HEAD", emulator.url + path) == (status, content_type, b"")
+            got, got_type, _ = await call(http, "GET", emulator.url + path)
+            assert (got, got_type) == (status, content_type), path
