@@ -9,6 +9,7 @@ import anyio
 import pytest
 from aiohttp import web
 
+import aiopieces
 from aiopieces import (
     AsyncPiecesClient,
     ClientState,
@@ -389,9 +390,19 @@ async def test_bad_bodies_are_decode_errors(serve_app: ServeApp, body: bytes, wh
 
     app = web.Application()
     app.router.add_get("/models", bad)
-    async with AsyncPiecesClient(await serve_app(app)) as client:
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url) as client:
         with pytest.raises(PiecesDecodeError, match=where.replace("[", r"\[").replace("$", r"\$")):
             await client.list_models()
+        with pytest.raises(PiecesDecodeError) as info:
+            await client.list_models()
+    assert str(info.value).startswith(f"GET {url}/models: ")
+    assert str(info.value).endswith(f"; payload starts {body.decode()!r}")
+    assert (info.value.method, info.value.url, info.value.preview) == (
+        "GET",
+        f"{url}/models",
+        body.decode(),
+    )
 
 
 # -- base URL resolution -----------------------------------------------------------
@@ -615,3 +626,202 @@ async def test_closing_the_client_ends_a_wait_to_retry(
     finally:
         logging.getLogger("aiopieces").removeHandler(handler)
     assert [str(e) for e in errors] == ["the client was closed while waiting to retry"]
+
+
+# -- what a misused client says -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_connections": 0}, "max_connections must be at least 1"),
+        ({"max_response_bytes": 0}, "max_response_bytes must be at least 1"),
+    ],
+)
+def test_limits_below_one_are_refused(options: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        AsyncPiecesClient("http://127.0.0.1:1", **options)  # type: ignore[arg-type]
+    assert str(info.value) == message
+    with pytest.raises(ValueError) as info:
+        AsyncPiecesClient("http://127.0.0.1:1").with_options(max_response_bytes=0)
+    assert str(info.value) == "max_response_bytes must be at least 1"
+
+
+async def test_limits_of_one_are_enough(serve_app: ServeApp) -> None:
+    async def two(request: web.Request) -> web.Response:
+        return web.Response(body=b"{}", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/models", two)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url, max_connections=1, max_response_bytes=2) as client:
+        with anyio.fail_after(BOUND):
+            assert (await client.list_models()).iterable == []
+            with pytest.raises(PiecesDecodeError) as info:
+                await client.with_options(max_response_bytes=1).list_models()
+    assert str(info.value) == f"GET {url}/models: body of 2 bytes exceeds 1"
+
+
+async def test_every_misuse_of_the_lifecycle_says_what_to_do(serve_app: ServeApp) -> None:
+    async def empty(request: web.Request) -> web.Response:
+        return web.json_response({"iterable": []})
+
+    app = web.Application()
+    app.router.add_get("/models", empty)
+    url = await serve_app(app)
+    with pytest.raises(PiecesClientStateError) as info:
+        AsyncPiecesClient().base_url  # noqa: B018
+    assert str(info.value) == "the base URL is resolved when the client opens"
+    client = AsyncPiecesClient(url)
+    with pytest.raises(PiecesClientStateError) as info:
+        await client.list_models()
+    assert str(info.value) == (
+        "the client is not open: use `async with AsyncPiecesClient() as client:`"
+    )
+    assert client.state is ClientState.NEW
+    async with client:
+        assert client.state is ClientState.OPEN and client.base_url == url
+        assert (await client.list_models()).iterable == []
+    assert client.state is ClientState.CLOSED
+    for misuse in (client.list_models, client.open):
+        with pytest.raises(PiecesClientStateError) as info:
+            await misuse()
+        assert str(info.value) == "this client is closed; create a new one"
+
+
+async def test_a_given_session_closed_by_its_owner_is_named(serve_app: ServeApp) -> None:
+    arrived, release = anyio.Event(), anyio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.json_response({"iterable": []})
+
+    app = web.Application()
+    app.router.add_get("/models", stall)
+    url = await serve_app(app)
+    session = aiohttp.ClientSession()
+    errors: list[BaseException] = []
+    try:
+        async with AsyncPiecesClient(url, session=session, retry=None) as client:
+
+            async def call() -> None:
+                try:
+                    await client.list_models()
+                except PiecesClientStateError as exc:
+                    errors.append(exc)
+
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(call)
+                    await arrived.wait()
+                    await session.close()  # by its owner, under the call
+            with pytest.raises(PiecesClientStateError) as info:
+                await client.list_models()
+    finally:
+        release.set()
+        await session.close()
+    assert [str(e) for e in errors] == [
+        f"the aiohttp session was closed while GET {url}/models was in flight"
+    ]
+    assert str(info.value) == "the aiohttp session given to this client is closed"
+
+
+async def test_closing_the_client_under_a_call_is_named(serve_app: ServeApp) -> None:
+    arrived, release = anyio.Event(), anyio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/model/{model}/load", stall)
+    url = await serve_app(app)
+    errors: list[BaseException] = []
+    try:
+        async with AsyncPiecesClient(url, retry=None) as client:
+
+            async def call() -> None:
+                try:
+                    await client.load_model("a/b")
+                except PiecesClientStateError as exc:
+                    errors.append(exc)
+
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(call)
+                    await arrived.wait()
+                    await client.aclose()
+    finally:
+        release.set()
+    assert [str(e) for e in errors] == [
+        f"the client was closed while POST {url}/model/a%2Fb/load was in flight"
+    ]
+
+
+def test_outside_an_asyncio_loop_the_client_says_so() -> None:
+    client = AsyncPiecesClient("http://127.0.0.1:1")
+    opening = client.open()
+    with pytest.raises(PiecesClientStateError) as info:
+        opening.send(None)  # as a synchronous caller (or trio) would drive it
+    assert str(info.value) == (
+        "aiopieces runs on asyncio (it is built on aiohttp): call it from an asyncio "
+        "event loop, not from trio or from synchronous code"
+    )
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert client.state is ClientState.NEW
+
+
+# -- what goes on the wire, and what comes back as text ------------------------------------
+
+
+async def test_headers_say_who_we_are_and_json_only_with_a_body(serve_app: ServeApp) -> None:
+    sent: list[tuple[str, str, str | None, str | None, str | None, bytes]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        h = request.headers
+        body = await request.read()
+        sent.append(
+            (
+                request.method,
+                request.raw_path,
+                h.get("Accept"),
+                h.get("User-Agent"),
+                h.get("Content-Type"),
+                body,
+            )
+        )
+        return web.json_response({"model": {"id": "m"}})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    async with AsyncPiecesClient(await serve_app(app), retry=None) as client:
+        with anyio.fail_after(BOUND):
+            await client.delete_model_cache("m")
+            await client.delete_model_cache("m", ModelDeleteCacheInput())
+            await client.unload_models()
+    accept, agent = "application/json, text/plain", f"aiopieces/{aiopieces.__version__}"
+    assert [(m, p, a, u, b) for m, p, a, u, _, b in sent] == [
+        ("POST", "/models/m/delete/cache", accept, agent, b""),
+        ("POST", "/models/m/delete/cache", accept, agent, b"{}"),
+        ("POST", "/models/unload", accept, agent, b""),
+    ]
+    # JSON is declared only for a JSON body (aiohttp may name a type for none at all).
+    assert [t == "application/json" for *_, t, _ in sent] == [False, True, False]
+
+
+async def test_runtime_text_with_invalid_utf8_is_replaced_not_refused(serve_app: ServeApp) -> None:
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(body=b"ok \xff", content_type="text/plain")
+
+    async def version(request: web.Request) -> web.Response:
+        return web.Response(body=b" 10.\xfe1 \n", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/.well-known/health", health)
+    app.router.add_get("/.well-known/version", version)
+    async with AsyncPiecesClient(await serve_app(app)) as client:
+        with anyio.fail_after(BOUND):
+            assert await client.health() == "ok \ufffd"
+            assert await client.version() == "10.\ufffd1"
