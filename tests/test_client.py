@@ -825,3 +825,72 @@ async def test_runtime_text_with_invalid_utf8_is_replaced_not_refused(serve_app:
         with anyio.fail_after(BOUND):
             assert await client.health() == "ok \ufffd"
             assert await client.version() == "10.\ufffd1"
+
+
+# -- which timeout applies where -----------------------------------------------------------
+
+
+def stalling_app(path: str, release: anyio.Event) -> web.Application:
+    """An app whose `path` takes the request and never answers until `release`."""
+
+    async def stall(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get(path, stall)
+    return app
+
+
+async def test_a_view_s_read_timeout_applies_though_the_session_has_none(
+    serve_app: ServeApp,
+) -> None:
+    release = anyio.Event()
+    url = await serve_app(stalling_app("/models", release))
+    try:
+        async with AsyncPiecesClient(url, timeout=None, retry=None) as client:
+            quick = client.with_options(timeout=Timeout(read=0.125))
+            with anyio.fail_after(BOUND), pytest.raises(PiecesTimeoutError) as info:
+                await quick.list_models()
+    finally:
+        release.set()
+    assert str(info.value) == f"GET {url}/models: no data for 0.125 s (read timeout)"
+    assert info.value.phase == "read"
+
+
+async def test_a_websocket_handshake_gets_the_client_s_read_timeout(serve_app: ServeApp) -> None:
+    release = anyio.Event()
+    url = await serve_app(stalling_app("/models/stream/identifiers", release))
+    timeout = Timeout(connect=0.25, read=0.125)
+    try:
+        async with AsyncPiecesClient(url, timeout=timeout, retry=None) as client:
+            with anyio.fail_after(BOUND), pytest.raises(PiecesTimeoutError) as info:
+                async with client.watch_models():
+                    pass
+    finally:
+        release.set()
+    assert info.value.phase == "read"
+    assert str(info.value) == (
+        f"GET {url}/models/stream/identifiers: no data for 0.125 s (read timeout)"
+    )
+
+
+async def test_closing_the_client_ends_its_streams_with_one_reason(serve_app: ServeApp) -> None:
+    url = await serve_app(identifiers_app(first_batch=True))
+    errors: list[BaseException] = []
+    async with AsyncPiecesClient(url) as client:
+        reading = anyio.Event()
+
+        async def consume() -> None:
+            try:
+                async for _ in client.watch_models():
+                    reading.set()
+            except PiecesClientStateError as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(BOUND):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await reading.wait()
+                await client.aclose()
+    assert [str(e) for e in errors] == ["the client was closed"]
