@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 import pytest
 from aiohttp import web
@@ -10,6 +12,7 @@ from aiopieces import (
     AsyncPiecesClient,
     ModelDownloadProgress,
     ModelNotFoundError,
+    PiecesAPIError,
     PiecesClientStateError,
     PiecesConnectionError,
     PiecesDecodeError,
@@ -450,3 +453,103 @@ async def test_the_earlier_of_ws_idle_and_stall_timeout_ends_a_silent_download(
     assert str(info.value) == message.format(url=stream.url)
     assert (info.value.phase, info.value.method, info.value.url) == (phase, "GET", stream.url)
     assert stream.url == f"{url}/model/m/download/progress"
+
+
+#: What `POST /model/{id}/download` answers by default: the model, now downloading.
+DOWNLOADING = ENDED_UNSEEN.replace(b'"downloading":false', b'"downloading":true')
+
+
+def download_app(
+    start_status: int,
+    cancel_status: int = 200,
+    *,
+    started: bytes = DOWNLOADING,
+    then_completed: bool = False,
+) -> tuple[web.Application, list[str]]:
+    """A progress socket that says one IN-PROGRESS then nothing (or COMPLETED); `POST
+    .../download` answers `started` or a status, `.../download/cancel` a status. Returns
+    the app and the POSTs seen."""
+    posts: list[str] = []
+
+    async def progress(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str('{"status":"IN-PROGRESS","percentage":10}')
+        if then_completed:
+            await ws.send_str('{"status":"COMPLETED","percentage":100}')
+        async for _ in ws:
+            pass
+        return ws
+
+    async def post(request: web.Request) -> web.Response:
+        posts.append(request.path)
+        status = cancel_status if request.path.endswith("/cancel") else start_status
+        if status != 200:
+            return web.Response(status=status, text="not now", content_type="text/plain")
+        return web.Response(body=started, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/model/{model}/download/progress", progress)
+    app.router.add_post("/model/{model}/download", post)
+    app.router.add_post("/model/{model}/download/cancel", post)
+    return app, posts
+
+
+@pytest.mark.parametrize(
+    ("status", "owed"), [(501, False), (502, True), (503, True), (504, True), (505, False)]
+)
+async def test_a_gateway_error_on_start_still_owes_a_cancel(
+    serve_app: ServeApp, status: int, owed: bool
+) -> None:
+    """A gateway cannot say whether PiecesOS started the download; PiecesOS itself can."""
+    app, posts = download_app(status)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url, retry=None) as client:
+        with anyio.fail_after(BOUND), pytest.raises(PiecesAPIError) as info:
+            async for _ in client.download("m-1", cancel_on_exit=True):
+                pass
+    assert info.value.status == status
+    cancel = ["/model/m-1/download/cancel"] if owed else []
+    assert posts == ["/model/m-1/download", *cancel]
+
+
+async def test_a_cancel_that_fails_is_a_warning_not_an_error(
+    serve_app: ServeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, posts = download_app(200, cancel_status=500)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url, retry=None) as client:
+        with anyio.fail_after(BOUND):
+            async for event in client.download("m-1", cancel_on_exit=True):
+                assert event.percentage == 10
+                break
+    assert posts == ["/model/m-1/download", "/model/m-1/download/cancel"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"could not cancel the download of m-1: POST {url}/model/m-1/download/cancel "
+        "answered 500: not now"
+    ]
+
+
+async def test_a_start_that_has_not_begun_yet_does_not_end_the_stream(
+    serve_app: ServeApp,
+) -> None:
+    """Neither downloading nor downloaded when the start answers: the events still come."""
+    app, _ = download_app(200, started=ENDED_UNSEEN, then_completed=True)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url) as client:
+        with anyio.fail_after(BOUND):
+            events = [(e.status, e.percentage) async for e in client.download("m-1")]
+    assert events == [(Status.IN_PROGRESS, 10), (Status.COMPLETED, 100)]
+
+
+async def test_a_size_of_one_byte_is_a_size(serve_app: ServeApp) -> None:
+    one_byte = DOWNLOADING.replace(b'"id":"m-1"', b'"id":"m-1","bytes":{"value":1}')
+    app, _ = download_app(200, started=one_byte, then_completed=True)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url) as client:
+        stream = client.download("m-1")
+        with anyio.fail_after(BOUND):
+            async for _ in stream:
+                pass
+    assert stream.total_bytes == 1 and stream.bytes_done == 1

@@ -408,3 +408,33 @@ async def test_a_silent_socket_times_out_saying_where(
     assert str(err) == f"no stream event for 0.1 s on {base}/ws (ws_idle timeout)"
     assert (err.phase, err.method, err.url) == ("ws_idle", "GET", f"{base}/ws")
     assert server.handshakes == 1 and not host.streams
+
+
+# -- connecting ---------------------------------------------------------------------------------
+
+
+async def test_a_handshake_answered_503_is_retried_with_the_hosts_wait(
+    serve_app: ServeApp, session: aiohttp.ClientSession, top_of_jitter: None
+) -> None:
+    server = Server(refuse(503, "starting"), frames("1", close=1000))
+    base = await serve_app(server.app())
+    host = Host(session, base, POLICY)
+    stream = WebSocketStream(host, "/ws", INTS)
+    assert await read_all(stream) == [1]
+    assert server.handshakes == 2 and host.sleeps == [0.01] and stream.reconnects == 0
+    assert stream.url == f"{base}/ws" and not host.streams
+
+
+async def test_a_refused_handshake_ends_the_open_and_lets_go_of_the_stream(
+    serve_app: ServeApp, session: aiohttp.ClientSession
+) -> None:
+    server = Server(refuse(500, "broken"))
+    base = await serve_app(server.app())
+    host = Host(session, base, POLICY)
+    stream = WebSocketStream(host, "/ws", INTS)
+    with pytest.raises(PiecesError) as info:
+        with anyio.fail_after(BOUND):
+            async with stream:
+                pass
+    assert str(info.value) == f"GET {base}/ws answered 500: {HANDSHAKE_REFUSED}"
+    assert server.handshakes == 1 and host.sleeps == [] and not host.streams
