@@ -678,7 +678,7 @@ async def test_every_misuse_of_the_lifecycle_says_what_to_do(serve_app: ServeApp
     assert str(info.value) == (
         "the client is not open: use `async with AsyncPiecesClient() as client:`"
     )
-    assert client.state is ClientState.NEW
+    assert client.state.value == "new"
     async with client:
         assert client.state is ClientState.OPEN and client.base_url == url
         assert (await client.list_models()).iterable == []
@@ -894,3 +894,37 @@ async def test_closing_the_client_ends_its_streams_with_one_reason(serve_app: Se
                 await reading.wait()
                 await client.aclose()
     assert [str(e) for e in errors] == ["the client was closed"]
+
+
+async def test_a_stream_started_while_the_client_closes_is_refused(serve_app: ServeApp) -> None:
+    closing, release = anyio.Event(), anyio.Event()
+
+    async def identifiers(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoclose=False)
+        await ws.prepare(request)
+        await ws.send_str('{"iterable":[]}')
+        while (await ws.receive()).type is not aiohttp.WSMsgType.CLOSE:
+            pass
+        closing.set()  # the client is closing, waiting for our side of the handshake
+        await release.wait()
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/models/stream/identifiers", identifiers)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url, retry=None) as client:
+        stream = client.watch_models()
+        with anyio.fail_after(BOUND):
+            async with stream as batches, anyio.create_task_group() as tg:
+                await anext(batches)
+                tg.start_soon(client.aclose)
+                await closing.wait()
+                assert client.state is ClientState.CLOSING
+                try:
+                    with pytest.raises(PiecesClientStateError) as info:
+                        async with client.watch_models():
+                            pass
+                finally:
+                    release.set()
+    assert str(info.value) == "this client is closed; create a new one"
