@@ -680,7 +680,7 @@ async def test_every_misuse_of_the_lifecycle_says_what_to_do(serve_app: ServeApp
     )
     assert client.state.value == "new"
     async with client:
-        assert client.state is ClientState.OPEN and client.base_url == url
+        assert client.state.value == "open" and client.base_url == url
         assert (await client.list_models()).iterable == []
     assert client.state is ClientState.CLOSED
     for misuse in (client.list_models, client.open):
