@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import email.utils
+import socket
+import struct
+from collections.abc import Callable
+
+import aiohttp
 import anyio
 import pytest
 from aiohttp import web
 
-from aiopieces import AsyncPiecesClient, PiecesAPIError, PiecesDecodeError
+from aiopieces import (
+    AsyncPiecesClient,
+    PiecesAPIError,
+    PiecesConnectionError,
+    PiecesDecodeError,
+    PiecesTimeoutError,
+    Timeout,
+)
 from aiopieces._transport import model_segment, parse_retry_after
 
 from .conftest import ServeApp
-from .helpers import BOUND
+from .helpers import BOUND, free_port
+
+PAST = "Wed, 21 Oct 2015 07:28:00 GMT"
 
 
 @pytest.mark.parametrize(
@@ -69,8 +86,9 @@ def test_model_segment_refuses_what_is_not_an_id() -> None:
         ("soon", None),
         ("", None),
         (None, None),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: no wait
+        (PAST, 0.0),  # a date in the past: no wait
     ],
+    ids=["3", "0.5", "0", "-1", "nan", "3600", "3601", "soon", "empty", "none", "past_date"],
 )
 def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header) == seconds
@@ -142,3 +160,211 @@ async def test_an_endpoint_without_a_body_succeeds_on_any_2xx(serve_app: ServeAp
             assert await client.delete_model("custom-1") is None
             assert await client.delete_model("custom-1") is None
             assert await client.unload_models() is None
+
+
+# -- how each failure on the way becomes a PiecesError -------------------------------------
+
+
+async def test_retry_after_reaches_the_error_as_seconds(serve_app: ServeApp) -> None:
+    future = email.utils.format_datetime(
+        dt.datetime.now(dt.UTC) + dt.timedelta(seconds=600), usegmt=True
+    )
+    headers = ["0.5", "-1", "0", "nan", "3600", "3601", "soon", "", PAST, future]
+
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="busy", headers={"Retry-After": headers.pop(0)})
+
+    app = web.Application()
+    app.router.add_get("/models", busy)
+    seen: list[float | None] = []
+    async with AsyncPiecesClient(await serve_app(app), retry=None) as client:
+        with anyio.fail_after(BOUND):
+            while headers:
+                with pytest.raises(PiecesAPIError) as info:
+                    await client.list_models()
+                assert type(info.value) is PiecesAPIError  # 503: not ModelNotFoundError
+                seen.append(info.value.retry_after)
+    *fixed, in_future = seen
+    assert fixed == [0.5, 0.0, 0.0, None, 3600.0, None, None, None, 0.0]
+    assert in_future is not None and 590 < in_future <= 600
+
+
+async def test_a_busy_pool_says_which_request_waited(serve_app: ServeApp) -> None:
+    release, arrived = anyio.Event(), anyio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.json_response({"iterable": []})
+
+    app = web.Application()
+    app.router.add_get("/models", stall)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(
+        url, retry=None, max_connections=1, timeout=Timeout(pool=0.2)
+    ) as client:
+        with anyio.fail_after(BOUND):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.list_models)
+                await arrived.wait()
+                with pytest.raises(PiecesTimeoutError) as info:
+                    await client.list_models()
+                release.set()
+    error = info.value
+    assert (error.phase, error.method, error.url) == ("pool", "GET", f"{url}/models")
+    assert str(error) == (
+        f"GET {url}/models: every request slot of this client (max_connections) stayed "
+        "busy for 0.2 s (pool timeout)"
+    )
+    assert error.__cause__ is None
+
+
+async def test_a_refused_connection_keeps_the_os_reason() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with AsyncPiecesClient(url, retry=None) as client:
+        with anyio.fail_after(BOUND), pytest.raises(PiecesConnectionError) as info:
+            await client.list_models()
+    error = info.value
+    cause = error.__cause__
+    assert isinstance(cause, aiohttp.ClientConnectorError)
+    assert error.reason == cause.os_error.strerror
+    assert error.reason.startswith("Connect call failed")
+    assert str(error) == (
+        f"cannot reach PiecesOS at {url}/models: {error.reason}. Is PiecesOS running? "
+        "Set the URL with AsyncPiecesClient(base_url) or PIECES_OS_URL."
+    )
+    assert (error.method, error.url, error.request_sent) == ("GET", f"{url}/models", False)
+
+
+async def test_a_total_timeout_says_which_request(serve_app: ServeApp) -> None:
+    async def stall(request: web.Request) -> web.Response:
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    app = web.Application()
+    app.router.add_get("/models", stall)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url, retry=None, timeout=Timeout(read=None, total=0.2)) as c:
+        with anyio.fail_after(BOUND), pytest.raises(PiecesTimeoutError) as info:
+            await c.list_models()
+    error = info.value
+    assert (error.phase, error.method, error.url) == ("total", "GET", f"{url}/models")
+    assert str(error) == f"GET {url}/models: no complete answer within 0.2 s (total timeout)"
+    assert isinstance(error.__cause__, TimeoutError)
+
+
+async def test_a_redirect_loop_is_a_connection_error(serve_app: ServeApp) -> None:
+    async def loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/models")
+
+    app = web.Application()
+    app.router.add_get("/models", loop)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url, retry=None) as client:
+        with anyio.fail_after(BOUND), pytest.raises(PiecesConnectionError) as info:
+            await client.list_models()
+    error = info.value
+    assert isinstance(error.__cause__, aiohttp.TooManyRedirects)
+    assert error.reason == "too many redirects (10)"
+    assert (error.method, error.url, error.request_sent) == ("GET", f"{url}/models", True)
+
+
+async def _raw_server(reply: Callable[[asyncio.StreamWriter], None]) -> tuple[str, asyncio.Server]:
+    """A TCP server on 127.0.0.1 that reads one request head, then does `reply`."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        reply(writer)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", server
+
+
+def _garbage(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HELLO WORLD\r\n\r\n")
+    writer.close()
+
+
+def _hang_up(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+@pytest.mark.parametrize(
+    ("reply", "cause", "reason"),
+    [
+        (_garbage, aiohttp.ClientResponseError, "ClientResponseError: Bad status line:"),
+        (_hang_up, aiohttp.ServerDisconnectedError, "the connection failed (Server disconnected)"),
+        (_reset, aiohttp.ClientOSError, "the connection failed ([Errno 104] Connection reset"),
+    ],
+    ids=["garbage", "hang_up", "reset"],
+)
+async def test_a_broken_answer_is_a_connection_error(
+    reply: Callable[[asyncio.StreamWriter], None], cause: type[Exception], reason: str
+) -> None:
+    url, server = await _raw_server(reply)
+    async with server, AsyncPiecesClient(url, retry=None) as client:
+        with anyio.fail_after(BOUND), pytest.raises(PiecesConnectionError) as info:
+            await client.list_models()
+    error = info.value
+    assert type(error.__cause__) is cause
+    assert error.reason.startswith(reason)
+    assert str(error).startswith(f"cannot reach PiecesOS at {url}/models: {reason}")
+    assert (error.method, error.url, error.request_sent) == ("GET", f"{url}/models", True)
+
+
+async def test_a_refused_handshake_keeps_retry_after(serve_app: ServeApp) -> None:
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="restarting", headers={"Retry-After": "7"})
+
+    app = web.Application()
+    app.router.add_get("/model/{model}/download/progress", busy)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url, retry=None) as client:
+        with anyio.fail_after(BOUND), pytest.raises(PiecesAPIError) as info:
+            async for _ in client.download_progress("m"):
+                pass  # pragma: no cover
+    error = info.value
+    assert type(error) is PiecesAPIError
+    assert (error.status, error.retry_after) == (503, 7.0)
+    assert (error.method, error.url) == ("GET", f"{url}/model/m/download/progress")
+    assert isinstance(error.__cause__, aiohttp.WSServerHandshakeError)
+
+
+async def test_a_connect_that_never_completes_is_a_connect_timeout() -> None:
+    # A listening socket whose accept queue is full: the kernel drops further SYNs.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(10):  # until one connect does not complete: the queue is full
+            filler = socket.socket()
+            filler.settimeout(0.1)
+            fillers.append(filler)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except TimeoutError:
+                break
+        else:
+            pytest.skip("the kernel accepted every connection")  # pragma: no cover
+        url = f"http://127.0.0.1:{port}"
+        async with AsyncPiecesClient(url, retry=None, timeout=Timeout(connect=0.2)) as client:
+            with anyio.fail_after(BOUND), pytest.raises(PiecesTimeoutError) as info:
+                await client.list_models()
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+    error = info.value
+    assert (error.phase, error.method, error.url) == ("connect", "GET", f"{url}/models")
+    assert str(error) == (
+        f"GET {url}/models: no connection within 0.2 s (connect timeout: "
+        "nothing accepted it, or the session's connector had no free connection)"
+    )
+    assert isinstance(error.__cause__, aiohttp.ConnectionTimeoutError)
