@@ -402,8 +402,12 @@ async def test_a_silent_socket_times_out_saying_where(
     base = await serve_app(server.app())
     host = Host(session, base, POLICY, timeout=Timeout(ws_idle=0.1))
     stream = WebSocketStream(host, "/ws", INTS)
+    received: list[int] = []
     with pytest.raises(PiecesTimeoutError) as info:
-        await read_all(stream)
+        with anyio.fail_after(BOUND):
+            async for event in stream:
+                received.append(event)
+    assert received == [1]  # the frame that came in time was read
     err = info.value
     assert str(err) == f"no stream event for 0.1 s on {base}/ws (ws_idle timeout)"
     assert (err.phase, err.method, err.url) == ("ws_idle", "GET", f"{base}/ws")
@@ -438,3 +442,44 @@ async def test_a_refused_handshake_ends_the_open_and_lets_go_of_the_stream(
                 pass
     assert str(info.value) == f"GET {base}/ws answered 500: {HANDSHAKE_REFUSED}"
     assert server.handshakes == 1 and host.sleeps == [] and not host.streams
+
+
+# -- a socket that stays up restores a patient stream's budget ----------------------------------
+
+#: No wait at all: a socket open for any time at all counts as one that stayed up.
+NO_WAIT = Retry(attempts=2, backoff=0.01, max_backoff=0.0)
+
+
+async def test_a_patient_stream_with_events_between_drops_never_runs_out_of_reconnects(
+    serve_app: ServeApp, session: aiohttp.ClientSession
+) -> None:
+    server = Server(frames('{"iterable":[]}', drop=True))  # a batch, a drop, again and again
+    base = await serve_app(server.app(IDENTIFIERS_PATH))
+    host = Host(session, base, NO_WAIT)
+    wanted = 2 * MAX_RECONNECTS + 2
+    with anyio.fail_after(BOUND):
+        async with ModelWatch(host) as stream:
+            for _ in range(wanted):
+                await anext(stream)
+                assert stream.snapshot
+    assert stream.reconnects == wanted - 1 and server.handshakes == wanted
+    assert host.sleeps == []  # every reconnect was the first in a row: no wait
+
+
+async def test_an_impatient_stream_runs_out_of_reconnects_whatever_came_between(
+    serve_app: ServeApp, session: aiohttp.ClientSession
+) -> None:
+    server = Server(frames("1", drop=True))
+    base = await serve_app(server.app())
+    host = Host(session, base, NO_WAIT)
+    stream = WebSocketStream(host, "/ws", INTS)
+    received: list[int] = []
+    with pytest.raises(PiecesConnectionError) as info:
+        with anyio.fail_after(BOUND):
+            async for event in stream:
+                received.append(event)
+    assert info.value.reason == (
+        f"the stream WebSocket dropped (close code 1006); gave up after {MAX_RECONNECTS} reconnects"
+    )
+    assert received == [1] * (MAX_RECONNECTS + 1) and stream.reconnects == MAX_RECONNECTS
+    assert host.sleeps == [0.0] * (MAX_RECONNECTS - 1)
