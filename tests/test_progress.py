@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import anyio
@@ -553,3 +554,42 @@ async def test_a_size_of_one_byte_is_a_size(serve_app: ServeApp) -> None:
             async for _ in stream:
                 pass
     assert stream.total_bytes == 1 and stream.bytes_done == 1
+
+
+async def test_before_the_first_event_the_size_is_known_and_nothing_is_done(
+    serve_app: ServeApp,
+) -> None:
+    sized = DOWNLOADING.replace(b'"id":"m-1"', b'"id":"m-1","bytes":{"value":1000}')
+    app, _ = download_app(200, started=sized, then_completed=True)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url) as client:
+        with anyio.fail_after(BOUND):
+            async with client.download("m-1") as stream:
+                assert stream.total_bytes == 1000  # from the start's answer
+                assert (stream.bytes_done, stream.rate, stream.eta) == (None, None, None)
+                await anext(stream)
+                assert stream.bytes_done == 100
+
+
+async def test_a_download_that_keeps_moving_never_stalls(serve_app: ServeApp) -> None:
+    """Each new percentage restarts the stall clock: 0.4 s in all, never 0.25 s without one."""
+
+    async def progress(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        for percentage in range(1, 41):
+            await ws.send_str(f'{{"status":"IN-PROGRESS","percentage":{percentage}}}')
+            await asyncio.sleep(0.01)  # the server's pacing, not a wait for an event
+        await ws.send_str('{"status":"COMPLETED","percentage":100}')
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/model/{model}/download/progress", progress)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url) as client:
+        with anyio.fail_after(BOUND):
+            stream = client.download_progress("m", stall_timeout=0.25)
+            events = [event.percentage async for event in stream]
+    assert events == [*range(1, 41), 100]
