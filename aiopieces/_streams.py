@@ -36,8 +36,9 @@ logger = logging.getLogger("aiopieces")
 
 E = TypeVar("E")
 
-#: Close codes that end a stream normally (RFC 6455: normal closure, going away).
-_NORMAL_CLOSE = frozenset({None, 1000, 1001})
+#: Close codes that end a stream normally (RFC 6455: normal closure, going away, and a
+#: close frame with no code, "no status received", which aiohttp reports as 0).
+_NORMAL_CLOSE = frozenset({None, 0, 1000, 1001, 1005})
 #: Close codes after which a reconnect may work (service restart, try again later).
 _RESTART_CLOSE = frozenset({1012, 1013})
 #: Close and error codes that say the data was bad (invalid payload, message too big):

@@ -593,3 +593,43 @@ async def test_a_download_that_keeps_moving_never_stalls(serve_app: ServeApp) ->
             stream = client.download_progress("m", stall_timeout=0.25)
             events = [event.percentage async for event in stream]
     assert events == [*range(1, 41), 100]
+
+
+async def test_a_close_frame_without_a_code_ends_the_stream_normally() -> None:
+    # aiohttp's server always sends a code; other servers may send none (RFC 6455's
+    # "no status received"), which aiohttp reports as code 0. A raw server sends it here.
+    import base64
+    import hashlib
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        key = next(
+            line.split(":", 1)[1].strip()
+            for line in head.split("\r\n")
+            if line.lower().startswith("sec-websocket-key:")
+        )
+        magic = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+        accept = base64.b64encode(hashlib.sha1(key.encode() + magic).digest()).decode()
+        writer.write(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode()
+        )
+        frame = b'{"status":"IN-PROGRESS","percentage":7}'
+        writer.write(bytes([0x81, len(frame)]) + frame)  # one text frame
+        writer.write(b"\x88\x00")  # a close frame with no payload
+        await writer.drain()
+        await reader.read()  # until the client goes
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with AsyncPiecesClient(f"http://127.0.0.1:{port}") as client:
+            with anyio.fail_after(BOUND):
+                stream = client.download_progress("m")
+                events = [event async for event in stream]
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert [e.percentage for e in events] == [7]
+    assert stream.reconnects == 0
