@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import logging
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -526,7 +528,9 @@ async def test_a_restart_on_other_ports_keeps_the_host() -> None:
             assert await emulator.restart([port]) == f"http://127.0.0.2:{port}"
             async with aiohttp.ClientSession() as http:
                 answer = await call(http, "GET", emulator.url + "/.well-known/health")
-            assert answer == (200, TEXT, b"ok")
+                assert answer == (200, TEXT, b"ok")
+                with pytest.raises(aiohttp.ClientConnectionError):  # that host only
+                    await call(http, "GET", f"http://127.0.0.1:{port}/.well-known/health")
         finally:
             await emulator.stop()
 
@@ -680,3 +684,88 @@ async def test_every_get_route_answers_head_as_pieces_os_does(
             assert await call(http, "HEAD", emulator.url + path) == (status, content_type, b"")
             got, got_type, _ = await call(http, "GET", emulator.url + path)
             assert (got, got_type) == (status, content_type), path
+
+
+# -- construction, start and stop ------------------------------------------------------------
+
+
+def test_bad_settings_are_refused_with_exact_messages() -> None:
+    with pytest.raises(ValueError) as steps:
+        PiecesOSEmulator(download_steps=0)
+    assert str(steps.value) == "download_steps must be at least 1"
+    with pytest.raises(ValueError) as shape:
+        PiecesOSEmulator(shape="openapi")  # type: ignore[arg-type]
+    assert str(shape.value) == "shape must be one of ('pieces', 'schema'), not 'openapi'"
+
+
+async def test_one_download_step_goes_straight_to_completed(http: aiohttp.ClientSession) -> None:
+    async with PiecesOSEmulator(download_steps=1, shape="schema") as emulator:
+        target = model_id(emulator, LOCAL_NOT_DOWNLOADED)
+        with anyio.fail_after(BOUND):
+            async with http.ws_connect(f"{emulator.url}/model/{target}/download/progress") as ws:
+                await emulator.wait_for_subscribers(target, 1)
+                await call_json(http, "POST", f"{emulator.url}/model/{target}/download")
+                frames = await progress_until(ws, "COMPLETED")
+    assert frames == [
+        {"status": "INITIALIZED", "percentage": 0},
+        {"status": "COMPLETED", "percentage": 100},
+    ]
+
+
+async def test_the_latest_1000_requests_and_bodies_are_kept(
+    emulator: PiecesOSEmulator, http: aiohttp.ClientSession
+) -> None:
+    with anyio.fail_after(BOUND):
+        await call(http, "POST", emulator.url + "/models/create", b"{}")
+    assert list(emulator.requests) == [("POST", "/models/create")]
+    assert list(emulator.request_bodies) == [("/models/create", b"{}")]
+    assert emulator.requests.maxlen == emulator.request_bodies.maxlen == 1000
+
+
+async def test_serving_leaves_the_process_signals_alone() -> None:
+    """An emulator inside a test or an app must not take Ctrl-C or SIGTERM over."""
+    before = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
+    async with PiecesOSEmulator():
+        assert [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] == before
+
+
+async def test_stop_ends_every_download_and_closes_every_socket(
+    emulator: PiecesOSEmulator, http: aiohttp.ClientSession
+) -> None:
+    target = model_id(emulator, LOCAL_NOT_DOWNLOADED)
+    emulator.hold_downloads(at_percentage=30)
+    with anyio.fail_after(BOUND):
+        async with http.ws_connect(f"{emulator.url}/model/{target}/download/progress") as ws:
+            await emulator.wait_for_subscribers(target, 1)
+            await call_json(http, "POST", f"{emulator.url}/model/{target}/download")
+            assert emulator.running_downloads() == [target]
+            await emulator.stop()
+            assert emulator.running_downloads() == []
+            while (msg := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+                pass
+            assert msg.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED}
+        await emulator.wait_for_subscribers(target, 0)
+    assert emulator.port is None
+
+
+async def test_stop_does_not_wait_long_for_a_request_in_flight(
+    http: aiohttp.ClientSession,
+) -> None:
+    """A create whose body never ends: stop gives it a short grace period, then drops it."""
+    emulator = PiecesOSEmulator()
+    await emulator.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", emulator.port)
+    try:
+        with anyio.fail_after(BOUND):
+            head = "POST /models/create HTTP/1.1\r\nHost: emulator\r\nContent-Length: 100\r\n\r\n{"
+            writer.write(head.encode())
+            await writer.drain()
+            await call(http, "GET", emulator.url + "/models")  # a round trip after it
+            assert ("POST", "/models/create") in emulator.requests  # the handler is waiting
+            await emulator.stop()
+            assert await reader.read() == b""  # dropped, unanswered
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+        await emulator.stop()
