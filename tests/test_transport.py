@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import aiohttp
 import anyio
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -22,7 +23,7 @@ from aiopieces import (
     PiecesTimeoutError,
     Timeout,
 )
-from aiopieces._transport import model_segment, parse_retry_after
+from aiopieces._transport import model_segment, parse_retry_after, to_pieces_error
 
 from .conftest import ServeApp
 from .helpers import BOUND, free_port
@@ -368,3 +369,45 @@ async def test_a_connect_that_never_completes_is_a_connect_timeout() -> None:
         "nothing accepted it, or the session's connector had no free connection)"
     )
     assert isinstance(error.__cause__, aiohttp.ConnectionTimeoutError)
+
+
+# -- the error mapping, for failures loopback cannot provoke on demand ---------------------
+
+
+def _mapped(exc: Exception) -> Exception:
+    return to_pieces_error(exc, "GET", "http://pieces/models", Timeout(read=1))
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+        msgspec.DecodeError("Expected `object`, got `int`"),
+    ],
+)
+def test_a_decoding_failure_inside_a_request_is_a_decode_error(exc: Exception) -> None:
+    error = _mapped(exc)
+    assert type(error) is PiecesDecodeError
+    assert (error.method, error.url) == ("GET", "http://pieces/models")
+    assert str(error) == f"GET http://pieces/models: {exc}"
+
+
+def test_an_os_error_without_text_is_named_by_its_type() -> None:
+    error = _mapped(ConnectionResetError())
+    assert isinstance(error, PiecesConnectionError)
+    assert "the connection failed (ConnectionResetError)" in str(error)
+    error = _mapped(aiohttp.ServerDisconnectedError())
+    assert "the connection failed (Server disconnected)" in str(error)
+
+
+def test_a_refused_connection_without_os_text_keeps_aiohttps_text() -> None:
+    key = aiohttp.client_reqrep.ConnectionKey("pieces", 1, False, True, None, None, None)
+    refused = aiohttp.ClientConnectorError(key, OSError(111, ""))
+    error = _mapped(refused)
+    assert isinstance(error, PiecesConnectionError) and error.request_sent is False
+    assert str(refused) in str(error)
+
+
+def test_anything_else_is_returned_as_it_is() -> None:
+    bug = KeyError("ours")
+    assert _mapped(bug) is bug
