@@ -618,7 +618,7 @@ async def test_a_close_frame_without_a_code_ends_the_stream_normally() -> None:
         writer.write(bytes([0x81, len(frame)]) + frame)  # one text frame
         writer.write(b"\x88\x00")  # a close frame with no payload
         await writer.drain()
-        await reader.read()  # until the client goes
+        await reader.readexactly(6)  # the client's close frame (masked, no payload)
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
