@@ -634,3 +634,19 @@ async def test_a_close_frame_without_a_code_ends_the_stream_normally() -> None:
         await server.wait_closed()
     assert [e.percentage for e in events] == [7]
     assert stream.reconnects == 0
+
+
+async def test_a_finished_stream_is_not_kept_alive_by_the_client(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    import gc
+    import weakref
+
+    target = model_id(pieces_emulator, LOCAL_DOWNLOADED)
+    with anyio.fail_after(BOUND):
+        async with pieces_client.download(target) as events:
+            assert [event.status async for event in events] == [Status.COMPLETED]
+    finished = weakref.ref(events)
+    del events
+    gc.collect()
+    assert finished() is None  # a client that downloads all day does not grow

@@ -700,3 +700,42 @@ async def test_an_entered_stream_read_by_two_tasks_is_a_state_error(
                 # the generator; the reader sees its socket closed and ends.
                 await events.__aexit__(None, None, None)
     assert outcomes == ["ended"]
+
+
+# -- found by mutation testing ---------------------------------------------------------------
+
+
+async def test_a_cancel_without_an_answer_is_given_up_with_a_warning(
+    hostile: tuple[Hostile, str], short_close_bound: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    state, url = hostile
+    state.stall_path = "/model/m/download/cancel"  # PiecesOS never answers the cancel
+    with anyio.fail_after(BOUND):
+        async with client(url) as c:
+            async with c.download("m", cancel_on_exit=True) as events:
+                async for _ in events:
+                    break
+            await state.stalled.wait()  # the cancel went out
+            state.release.set()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["could not cancel the download of m: no answer within 0.2 s"]
+
+
+async def test_a_close_cancelled_half_way_still_finishes_within_its_bound(
+    hostile: tuple[Hostile, str], short_close_bound: float
+) -> None:
+    # Cancelled while the peer ignores our close frame: the close is shielded, so the
+    # socket is still closed (within its bound) rather than left open; the leak guard
+    # around every test in this folder checks it.
+    state, url = hostile
+    state.fault = "ws_endless_deaf"
+    with anyio.fail_after(BOUND):
+        async with client(url) as c:
+            stream = c.download_progress("m")
+            events = await stream.__aenter__()
+            await events.__anext__()
+            with anyio.CancelScope() as scope:
+                scope.cancel()  # already cancelled when the close begins
+                await stream.__aexit__(None, None, None)
+            state.fault = "none"
+            assert (await c.get_model("m")).id == "m"  # and the client is still usable
