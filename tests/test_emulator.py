@@ -580,3 +580,18 @@ async def test_start_in_range_takes_the_first_free_port_and_restarts_within_it()
             finally:
                 await first.stop()
                 await second.stop()
+
+
+async def test_wait_for_subscribers_returns_when_the_count_is_reached_and_not_before(
+    pieces_emulator: PiecesOSEmulator, pieces_client: AsyncPiecesClient
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    assert PiecesOSEmulator().url == ""  # no URL until it serves
+    with anyio.move_on_after(0.05) as early:
+        await pieces_emulator.wait_for_subscribers(target, 1)
+    assert early.cancelled_caught  # nobody subscribed: it keeps waiting
+    with anyio.fail_after(BOUND):
+        async with pieces_client.download_progress(target):
+            await pieces_emulator.wait_for_subscribers(target, 1)
+            assert pieces_emulator.subscriber_count(target) == 1
+        await pieces_emulator.wait_for_subscribers(target, 0)

@@ -650,3 +650,20 @@ async def test_a_finished_stream_is_not_kept_alive_by_the_client(
     del events
     gc.collect()
     assert finished() is None  # a client that downloads all day does not grow
+
+
+async def test_a_cancelled_download_ends_the_stream_with_canceled(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=30)
+    with anyio.fail_after(BOUND):
+        async with pieces_client.download(target) as events:
+            statuses = []
+            async for event in events:
+                statuses.append(event.status)
+                if event.status == Status.IN_PROGRESS:
+                    await pieces_client.cancel_download(target)
+    assert statuses[-1] is Status.CANCELED and statuses.count(Status.CANCELED) == 1
+    assert events.reconnects == 0
+    pieces_emulator.release_downloads()
