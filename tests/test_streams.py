@@ -483,3 +483,167 @@ async def test_an_impatient_stream_runs_out_of_reconnects_whatever_came_between(
     )
     assert received == [1] * (MAX_RECONNECTS + 1) and stream.reconnects == MAX_RECONNECTS
     assert host.sleeps == [0.0] * (MAX_RECONNECTS - 1)
+
+
+# -- a socket that breaks under aiohttp's own answer to a ping ---------------------------------
+
+
+def ping_then_hang_up(*texts: str, hung_up: asyncio.Event) -> Plan:
+    """Send `texts` and a ping, then end our side of the connection (a FIN, no close
+    frame), and set `hung_up` once the client has closed its side too (it sends nothing
+    else, so the connection is lost only then).
+
+    A client not reading at that moment closes its transport on the FIN with the ping
+    still unread: when it reads the ping, aiohttp's pong cannot be written, and
+    `receive()` raises instead of reporting a drop.
+    """
+
+    async def plan(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(autoping=False)
+        await ws.prepare(request)
+        for text in texts:
+            await ws.send_str(text)
+        await ws.ping(b"are you there")
+        assert request.transport is not None
+        request.transport.write_eof()
+        try:
+            async for _ in ws:  # until the client's side is closed
+                pass
+        finally:  # the test server cancels a handler whose connection is lost
+            hung_up.set()
+        return ws
+
+    return plan
+
+
+async def test_a_socket_that_breaks_under_the_pong_is_a_drop_and_reconnects(
+    serve_app: ServeApp, session: aiohttp.ClientSession
+) -> None:
+    hung_up = asyncio.Event()
+    server = Server(ping_then_hang_up("1", hung_up=hung_up), frames("2"))
+    base = await serve_app(server.app())
+    host = Host(session, base, POLICY)
+    with anyio.fail_after(BOUND):
+        async with WebSocketStream(host, "/ws", INTS) as stream:
+            assert await anext(stream) == 1
+            old = stream._ws  # white box: the socket the drop leaves behind
+            await hung_up.wait()
+            assert await anext(stream) == 2
+            assert old is not None and old.closed  # closed before it was replaced
+    assert stream.reconnects == 1 and server.handshakes == 2 and host.sleeps == []
+
+
+async def test_a_socket_that_breaks_under_the_pong_says_why_when_it_cannot_reconnect(
+    serve_app: ServeApp, session: aiohttp.ClientSession
+) -> None:
+    hung_up = asyncio.Event()
+    server = Server(ping_then_hang_up("1", hung_up=hung_up))
+    base = await serve_app(server.app())
+    host = Host(session, base, Retry(attempts=1))
+    stream = WebSocketStream(host, "/ws", INTS)
+    with pytest.raises(PiecesConnectionError) as info:
+        with anyio.fail_after(BOUND):
+            async with stream:
+                assert await anext(stream) == 1
+                await hung_up.wait()
+                await anext(stream)
+    assert info.value.reason == (
+        "the stream WebSocket dropped (ClientConnectionResetError: Cannot write to closing "
+        "transport); gave up after 0 reconnects"
+    )
+    assert server.handshakes == 1 and not host.streams
+
+
+# -- before connecting, after ending ------------------------------------------------------------
+
+
+async def test_a_stream_knows_no_url_before_it_connects(
+    serve_app: ServeApp, session: aiohttp.ClientSession
+) -> None:
+    server = Server(frames("1", close=1000))
+    base = await serve_app(server.app())
+    host = Host(session, base, POLICY)
+    stream = WebSocketStream(host, "/ws", INTS)
+    assert stream.url == "" and server.handshakes == 0 and not host.streams
+    assert await read_all(stream) == [1]
+    assert stream.url == f"{base}/ws"
+
+
+async def test_iterating_a_stream_that_ended_says_it_ended(
+    serve_app: ServeApp, session: aiohttp.ClientSession
+) -> None:
+    server = Server(frames("1", close=1000))
+    base = await serve_app(server.app())
+    host = Host(session, base, POLICY)
+    stream = WebSocketStream(host, "/ws", INTS)
+    assert await read_all(stream) == [1]
+    for _ in range(2):  # and again: the failed start leaves nothing behind
+        with pytest.raises(PiecesClientStateError) as info:
+            await read_all(stream)
+        assert str(info.value) == "this stream stream has ended; start a new one"
+    assert server.handshakes == 1 and not host.streams
+
+
+async def test_a_bare_iteration_left_early_can_be_started_again(
+    serve_app: ServeApp, session: aiohttp.ClientSession
+) -> None:
+    server = Server(frames("1"), frames("2", close=1000))
+    base = await serve_app(server.app())
+    host = Host(session, base, POLICY)
+    stream = WebSocketStream(host, "/ws", INTS)
+    with anyio.fail_after(BOUND):
+        events = aiter(stream)
+        assert await anext(events) == 1
+        await events.aclose()  # type: ignore[attr-defined]
+    assert not host.streams
+    assert await read_all(stream) == [2]  # a new socket
+    assert server.handshakes == 2 and stream.reconnects == 0
+
+
+# -- a second closer waits for the first, even when cancelled --------------------------------
+
+
+@pytest.fixture
+def short_close_bound(monkeypatch: pytest.MonkeyPatch) -> float:
+    """The WebSocket close bound (2 s) shrunk to 0.2 s: waiting it out stays fast."""
+    from aiopieces import _transport
+
+    monkeypatch.setattr(_transport, "CLOSE_TIMEOUT", 0.2)
+    return 0.2
+
+
+def deaf(release: asyncio.Event) -> Plan:
+    """Read nothing (so never answer a close frame) until `release` is set."""
+
+    async def plan(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await release.wait()
+        return ws
+
+    return plan
+
+
+async def test_a_cancelled_second_closer_still_waits_for_the_first(
+    serve_app: ServeApp, session: aiohttp.ClientSession, short_close_bound: float
+) -> None:
+    release = asyncio.Event()
+    server = Server(deaf(release))
+    base = await serve_app(server.app())
+    host = Host(session, base, POLICY)
+    stream = WebSocketStream(host, "/ws", INTS)
+    try:
+        with anyio.fail_after(BOUND):
+            await stream.__aenter__()
+            async with anyio.create_task_group() as tg:
+                # The first closer waits out the close bound on a peer that never answers.
+                tg.start_soon(stream.abort, "the client is closing")
+                await anyio.wait_all_tasks_blocked()
+                assert stream in host.streams  # still closing
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await stream.__aexit__(None, None, None)  # the second closer
+                # It came back only once the first had finished, cancelled or not.
+                assert stream not in host.streams
+    finally:
+        release.set()
