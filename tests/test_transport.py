@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import email.utils
+import hashlib
+import logging
 import socket
 import struct
 from collections.abc import Callable
@@ -22,11 +25,13 @@ from aiopieces import (
     PiecesDecodeError,
     PiecesTimeoutError,
     Timeout,
+    _transport,
 )
 from aiopieces._transport import model_segment, parse_retry_after, to_pieces_error
+from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
-from .helpers import BOUND, free_port
+from .helpers import BOUND, LOCAL_NOT_DOWNLOADED, free_port, model_id
 
 PAST = "Wed, 21 Oct 2015 07:28:00 GMT"
 
@@ -411,3 +416,144 @@ def test_a_refused_connection_without_os_text_keeps_aiohttps_text() -> None:
 def test_anything_else_is_returned_as_it_is() -> None:
     bug = KeyError("ours")
     assert _mapped(bug) is bug
+
+
+# -- opening and closing a WebSocket (connect_ws, close_ws) --------------------------------
+
+
+async def _trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer a handshake one byte at a time, for ever: aiohttp's read timeout never fires."""
+    await reader.readuntil(b"\r\n\r\n")
+    answer = b"HTTP/1.1 101 Switching Protocols\r\n" + b"X-Pad: y\r\n" * 1000
+    try:
+        for byte in answer:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.01)  # the server's pace, well inside the read timeout
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        writer.close()
+
+
+async def test_a_handshake_that_never_completes_is_bounded_by_connect_plus_read() -> None:
+    server = await asyncio.start_server(_trickle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    timeout = Timeout(connect=0.05, read=0.2)
+    handshake = 0.05 + 0.2
+    async with server, AsyncPiecesClient(url, retry=None, timeout=timeout) as client:
+        with anyio.fail_after(BOUND), pytest.raises(PiecesTimeoutError) as info:
+            async for _ in client.download_progress("m"):
+                pass  # pragma: no cover
+    error = info.value
+    ws = f"{url}/model/m/download/progress"
+    assert (error.phase, error.method, error.url) == ("connect", "GET", ws)
+    assert str(error) == f"GET {ws}: no WebSocket handshake within {handshake} s (connect + read)"
+    assert error.__cause__ is None
+
+
+async def test_heartbeat_pings_reach_the_server(
+    serve_app: ServeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_transport, "HEARTBEAT", 0.05)
+    pings: list[bytes] = []
+
+    async def progress(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=False)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.PING:
+                pings.append(msg.data)
+                await ws.close()  # a normal close: the stream ends
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/model/{model}/download/progress", progress)
+    async with AsyncPiecesClient(await serve_app(app), retry=None) as client:
+        with anyio.fail_after(BOUND):
+            assert [event async for event in client.download_progress("m")] == []
+    assert len(pings) == 1
+
+
+def _deaf_app(first: str) -> tuple[web.Application, anyio.Event]:
+    """A progress socket that sends `first`, then never reads again (so never answers a
+    close frame) until the returned event is set."""
+    done = anyio.Event()
+
+    async def progress(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(first)
+        await done.wait()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/model/{model}/download/progress", progress)
+    return app, done
+
+
+async def test_a_bare_close_frame_then_silence_ends_the_stream_within_the_close_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A close frame without a code (0): aiohttp answers it, then waits for one more close
+    # frame from the peer, for as long as the `ws_close` timeout connect_ws gives it.
+    monkeypatch.setattr(_transport, "CLOSE_TIMEOUT", 0.05)
+    done = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(hashlib.sha1(key + aiohttp.http.WS_KEY).digest())
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            b"\x88\x00"  # FIN + CLOSE, no payload
+        )
+        await done.wait()  # then silence: no second close frame, the socket left open
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server, AsyncPiecesClient(url, retry=None) as client:
+        with anyio.fail_after(BOUND):
+            assert [event async for event in client.download_progress("m")] == []
+        done.set()
+
+
+async def test_a_close_the_peer_never_answers_is_cut_short_and_logged(
+    serve_app: ServeApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_transport, "CLOSE_TIMEOUT", 0.05)
+    caplog.set_level(logging.DEBUG, logger="aiopieces")
+    app, done = _deaf_app('{"status":"IN-PROGRESS","percentage":10}')
+    async with AsyncPiecesClient(await serve_app(app), retry=None) as client:
+        with anyio.fail_after(BOUND):
+            async with client.download_progress("m") as events:
+                async for event in events:
+                    assert event.percentage == 10
+                    break
+        done.set()
+    messages = [r.getMessage() for r in caplog.records]
+    assert "the peer did not finish the close handshake in 0.05 s" in messages
+
+
+async def test_a_consumer_cancelled_mid_download_still_closes_and_sends_the_cancel_owed(
+    pieces_client: AsyncPiecesClient, pieces_emulator: PiecesOSEmulator
+) -> None:
+    # The close runs inside the consumer's cancelled scope: shielded, it finishes, and the
+    # stream's own cleanup (the cancel) runs after it.
+    target = model_id(pieces_emulator, LOCAL_NOT_DOWNLOADED)
+    pieces_emulator.hold_downloads(at_percentage=30)
+    with anyio.fail_after(BOUND):
+        with anyio.CancelScope() as scope:
+            async with pieces_client.download(target, cancel_on_exit=True) as events:
+                async for event in events:
+                    if event.percentage == 30:
+                        scope.cancel()
+                        break
+        assert pieces_emulator.requests[-1] == ("POST", f"/model/{target}/download/cancel")
+        assert not pieces_emulator.model(target).downloading
