@@ -6,6 +6,7 @@ import asyncio
 import base64
 import datetime as dt
 import email.utils
+import gzip
 import hashlib
 import logging
 import socket
@@ -16,6 +17,7 @@ import aiohttp
 import anyio
 import msgspec
 import pytest
+import yarl
 from aiohttp import web
 
 from aiopieces import (
@@ -27,7 +29,7 @@ from aiopieces import (
     Timeout,
     _transport,
 )
-from aiopieces._transport import model_segment, parse_retry_after, to_pieces_error
+from aiopieces._transport import model_segment, parse_retry_after, to_pieces_error, ws_url
 from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
@@ -557,3 +559,98 @@ async def test_a_consumer_cancelled_mid_download_still_closes_and_sends_the_canc
                         break
         assert pieces_emulator.requests[-1] == ("POST", f"/model/{target}/download/cancel")
         assert not pieces_emulator.model(target).downloading
+
+
+# -- reading a body (read_body) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_refused_body_says_which_request(serve_app: ServeApp, chunked: bool) -> None:
+    async def big(request: web.Request) -> web.StreamResponse:
+        body = _body_of(4097)
+        if not chunked:
+            return web.Response(body=body, content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(body)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/models", big)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url, retry=None, max_response_bytes=4096) as client:
+        with anyio.fail_after(BOUND), pytest.raises(PiecesDecodeError) as info:
+            await client.list_models()
+    error = info.value
+    assert (error.method, error.url) == ("GET", f"{url}/models")
+    if chunked:
+        assert str(error) == f"GET {url}/models: body exceeds 4096 bytes"
+    else:
+        assert str(error) == f"GET {url}/models: body of 4097 bytes exceeds 4096"
+
+
+async def test_a_compressed_body_is_limited_by_its_decompressed_size(serve_app: ServeApp) -> None:
+    # Its Content-Length (the compressed size) is well under the limit, and it has all
+    # arrived at once: only counting what decompression produces refuses it.
+    body = _body_of(100_000)
+    compressed = gzip.compress(body)
+    assert len(compressed) < 4096
+
+    async def zipped(request: web.Request) -> web.Response:
+        return web.Response(
+            body=compressed,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+
+    app = web.Application()
+    app.router.add_get("/models", zipped)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url, retry=None, max_response_bytes=4096) as client:
+        with anyio.fail_after(BOUND), pytest.raises(PiecesDecodeError) as info:
+            await client.list_models()
+    assert str(info.value) == f"GET {url}/models: body exceeds 4096 bytes"
+    async with AsyncPiecesClient(url, retry=None, max_response_bytes=len(body)) as client:
+        with anyio.fail_after(BOUND):
+            assert (await client.list_models()).iterable == []
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_body_that_arrives_in_many_reads_is_read_whole(
+    serve_app: ServeApp, chunked: bool
+) -> None:
+    # More than one socket read can bring, and no byte of it could be added or lost
+    # without breaking the JSON.
+    body = b'{"iterable": [], "pad": [' + b"0," * 1_000_000 + b"0]}"
+
+    async def large(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(body)
+        await response.prepare(request)
+        for start in range(0, len(body), 100_000):
+            await response.write(body[start : start + 100_000])
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/models", large)
+    async with AsyncPiecesClient(await serve_app(app), retry=None) as client:
+        with anyio.fail_after(BOUND):
+            assert (await client.list_models()).iterable == []
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:1000/a?b=c", "ws://127.0.0.1:1000/a?b=c"),
+        ("https://pieces.example/a", "wss://pieces.example/a"),
+        ("ws://pieces.example/a", "ws://pieces.example/a"),
+        ("wss://pieces.example/a", "wss://pieces.example/a"),
+    ],
+)
+def test_ws_url_gives_the_websocket_form_of_a_url(url: str, expected: str) -> None:
+    assert str(ws_url(yarl.URL(url))) == expected
