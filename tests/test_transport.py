@@ -457,7 +457,7 @@ async def test_a_handshake_that_never_completes_is_bounded_by_connect_plus_read(
 async def test_heartbeat_pings_reach_the_server(
     serve_app: ServeApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_transport, "HEARTBEAT", 0.05)
+    monkeypatch.setattr(_transport, "HEARTBEAT", 0.2)  # a pong is due within 0.1 s
     pings: list[bytes] = []
 
     async def progress(request: web.Request) -> web.WebSocketResponse:
@@ -466,6 +466,7 @@ async def test_heartbeat_pings_reach_the_server(
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.PING:
                 pings.append(msg.data)
+                await ws.pong(msg.data)
                 await ws.close()  # a normal close: the stream ends
         return ws
 
