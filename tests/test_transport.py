@@ -655,3 +655,54 @@ async def test_a_body_that_arrives_in_many_reads_is_read_whole(
 )
 def test_ws_url_gives_the_websocket_form_of_a_url(url: str, expected: str) -> None:
     assert str(ws_url(yarl.URL(url))) == expected
+
+
+# -- decoding (decode) -----------------------------------------------------------------------
+
+
+async def test_an_undecodable_body_is_previewed_by_its_first_200_bytes(
+    serve_app: ServeApp,
+) -> None:
+    body = b"\xff" + b"x" * 300  # neither JSON nor UTF-8
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/models", broken)
+    url = await serve_app(app)
+    async with AsyncPiecesClient(url, retry=None) as client:
+        with anyio.fail_after(BOUND), pytest.raises(PiecesDecodeError) as info:
+            await client.list_models()
+    error = info.value
+    preview = "\ufffd" + "x" * 199
+    assert error.preview == preview
+    assert str(error).endswith(f"; payload starts {preview!r}")
+    assert (error.method, error.url) == ("GET", f"{url}/models")
+
+
+async def test_an_undecodable_text_frame_is_previewed_by_its_first_200_characters(
+    serve_app: ServeApp,
+) -> None:
+    frame = '{"status": ' + "ü" * 300  # str, as aiohttp hands text frames over
+
+    async def progress(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(frame)
+        async for _ in ws:
+            pass  # pragma: no cover
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/model/{model}/download/progress", progress)
+    async with AsyncPiecesClient(await serve_app(app), retry=None) as client:
+        stream = client.download_progress("m")
+        with anyio.fail_after(BOUND), pytest.raises(PiecesDecodeError) as info:
+            async for _ in stream:
+                pass  # pragma: no cover
+    error = info.value
+    assert error.preview == frame[:200]
+    assert str(error).startswith(f"progress frame from {stream.url}: ")
+    assert str(error).endswith(f"; payload starts {frame[:200]!r}")
+    assert (error.method, error.url) == ("GET", stream.url)
