@@ -27,9 +27,7 @@ from aiopieces import (
 from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
-from .helpers import free_port, model_id
-
-BOUND = 10
+from .helpers import BOUND, free_port, model_id, seeded
 
 
 async def test_health_and_version(
@@ -455,3 +453,15 @@ async def test_a_stream_follows_pieces_os_to_its_new_port(
                 again = await anext(batches)  # no call made: the stream looked for it
                 assert stream.snapshot and again == first
                 assert c.base_url == emulator.url == f"http://127.0.0.1:{spare}"
+
+
+async def test_a_call_sent_again_after_a_move_carries_its_body(
+    findable: tuple[PiecesOSEmulator, int],
+) -> None:
+    emulator, spare = findable
+    with anyio.fail_after(BOUND):
+        async with AsyncPiecesClient(retry=None) as c:
+            await emulator.restart(spare)
+            created = await c.create_model(seeded(name="after the move"))
+    assert created.name == "after the move"
+    assert emulator.models[created.id]["name"] == "after the move"
