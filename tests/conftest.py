@@ -13,6 +13,15 @@ from aiohttp import web
 ServeApp = Callable[[web.Application], Awaitable[str]]
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection imported lives for the whole run: `gc.freeze()` keeps it out of the
+    `gc.collect()` after every test, which would otherwise scan it 900 times. Hypothesis
+    registers its random generators when first imported, so it is imported before."""
+    import hypothesis  # noqa: F401
+
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True)
 async def loop_errors_fail_the_test() -> AsyncIterator[None]:
     """What the event loop would only log (unclosed sessions, lost task errors) fails the test."""
