@@ -270,9 +270,9 @@ async def bench_calls(server: Server) -> None:
         f"{n_conc / c_bare:8.0f} calls/s",
     )
     row("memory", "RSS growth across 10,000 get_model calls", f"{growth:8.2f} MB")
-    target("sequential vs bare aiohttp", t_bare / t_ours, ">= 0.85x", t_bare / t_ours >= 0.85)
+    target("sequential vs bare aiohttp", t_bare / t_ours, ">= 0.90x", t_bare / t_ours >= 0.90)
     target("sequential vs official SDK", t_official / t_ours, ">= 1.5x", t_official / t_ours >= 1.5)
-    target("concurrent vs bare aiohttp", c_bare / c_ours, ">= 0.85x", c_bare / c_ours >= 0.85)
+    target("concurrent vs bare aiohttp", c_bare / c_ours, ">= 0.90x", c_bare / c_ours >= 0.90)
     target("memory growth (MB) over 10,000 calls", growth, "< 5 MB", growth < 5)
 
 
