@@ -48,7 +48,8 @@ from aiopieces._mcp import (
 )
 from aiopieces.testing import PiecesOSEmulator
 
-from .test_client import (
+from .helpers import (
+    BOUND,
     CLOUD,
     LOCAL_DOWNLOADED,
     LOCAL_NOT_DOWNLOADED,
@@ -58,7 +59,6 @@ from .test_client import (
     seeded,
 )
 
-BOUND = 10
 #: The protocol eras a client may speak: the 2025-11-25 handshake, and 2026-07-28.
 ERAS = ["legacy", "auto"]
 _Status = ModelDownloadProgressStatusEnum

@@ -19,9 +19,7 @@ from aiopieces import (
 from aiopieces.testing import PiecesOSEmulator
 
 from .conftest import ServeApp
-from .helpers import seeded
-
-BOUND = 10
+from .helpers import BOUND, seeded
 
 
 def ids(batch: StreamedIdentifiers) -> list[str]:
